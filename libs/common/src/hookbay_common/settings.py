@@ -1,0 +1,92 @@
+"""One settings scheme for every Hookbay process: environment variables prefixed ``HOOKBAY_``.
+
+Each service subclasses :class:`CommonSettings` and reads it once at the process edge (``__main__``);
+values are passed down from there, never read from the environment inside handlers.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = ".hookbay"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOOKBAY_", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATA_DIR}/hookbay.db",
+        description="SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB.",
+    )
+    raw_store_url: str = Field(
+        default=f"file://{DEFAULT_DATA_DIR}/raw",
+        description="Where raw bodies are archived: file:///DIR (or file://relative/dir) or s3://BUCKET/PREFIX.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint, for S3-compatible servers.")
+    s3_region: str | None = Field(default=None, description="S3 region.")
+    s3_sse: str | None = Field(
+        default=None, description="Server-side encryption for archived bodies: AES256 or aws:kms."
+    )
+    s3_sse_kms_key_id: str | None = Field(default=None, description="KMS key id when s3_sse is aws:kms.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_format: str = Field(
+        default="auto", description="json, console, or auto (console on a terminal, JSON otherwise)."
+    )
+    db_connect_timeout: float = Field(
+        default=1.5, description="Seconds to wait for a database connection before answering 503."
+    )
+
+
+class ReceiverSettings(CommonSettings):
+    http_host: str = Field(default="127.0.0.1", description="Address the public HTTP endpoint binds.")
+    http_port: int = Field(default=8080, description="Port of the public HTTP endpoint.")
+    admin_host: str = Field(default="127.0.0.1", description="Address the internal admin gRPC API binds.")
+    admin_port: int = Field(default=50051, description="Port of the internal admin gRPC API.")
+    public_url: str | None = Field(
+        default=None, description="Base URL senders use, for the URLs Hookbay prints; default from host/port."
+    )
+    parser_addr: str = Field(default="127.0.0.1:50061", description="gRPC target of the parser service.")
+    max_body: int = Field(
+        default=1024 * 1024, description="Default body limit in bytes (per source overrides)."
+    )
+    commit_interval_ms: float = Field(
+        default=2.0, description="Longest a packet waits for others to share its group commit."
+    )
+    commit_max_batch: int = Field(default=256, description="Most packets committed in one transaction.")
+    ack_timeout: float = Field(
+        default=1.5, description="Seconds a request waits for its commit before answering 503."
+    )
+    dispatch_batch: int = Field(default=32, description="Packets handed to the parser per call.")
+    dispatch_concurrency: int = Field(default=4, description="Parser calls in flight per receiver.")
+    dispatch_lease: float = Field(default=60.0, description="Seconds a dispatcher owns a claimed packet.")
+    dispatch_deadline: float = Field(default=30.0, description="Deadline of one parser call, in seconds.")
+    dispatch_idle_poll: float = Field(default=0.5, description="Seconds between outbox polls when idle.")
+    retry_base: float = Field(default=1.0, description="First redelivery backoff in seconds (doubles).")
+    retry_max: float = Field(default=300.0, description="Longest redelivery backoff in seconds.")
+    archive_after: float = Field(
+        default=60.0,
+        description="Seconds after receipt before a still-unparsed body is archived (parsed ones go at once).",
+    )
+    archive_batch: int = Field(default=64, description="Bodies moved to the raw store per archiver round.")
+    archive_enabled: bool = Field(default=True, description="Run the archiver in this receiver.")
+    dispatch_enabled: bool = Field(default=True, description="Run the outbox dispatcher in this receiver.")
+    source_cache_ttl: float = Field(default=2.0, description="Seconds a source lookup is cached.")
+
+
+class ParserSettings(CommonSettings):
+    parser_host: str = Field(default="127.0.0.1", description="Address the parser's gRPC server binds.")
+    parser_port: int = Field(default=50061, description="Port of the parser's gRPC server.")
+    actions_addr: str = Field(default="127.0.0.1:50062", description="gRPC target of the actions service.")
+
+
+class ActionsSettings(CommonSettings):
+    actions_host: str = Field(default="127.0.0.1", description="Address the actions gRPC server binds.")
+    actions_port: int = Field(default=50062, description="Port of the actions gRPC server.")
+    smtp_url: str = Field(default="smtp://127.0.0.1:8025", description="SMTP server for email actions.")
+
+
+class CliSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOOKBAY_", extra="ignore")
+
+    admin_addr: str = Field(default="127.0.0.1:50051", description="Where the CLI finds the admin API.")

@@ -1,0 +1,28 @@
+"""``python -m hookbay_parser``: settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from hookbay_common.grpc_server import PortInUse
+from hookbay_common.logging import configure_logging
+from hookbay_common.settings import ParserSettings
+
+
+def main() -> None:
+    settings = ParserSettings()
+    configure_logging(settings.log_level, settings.log_format, service="parser")
+    from hookbay_parser.app import run
+
+    try:
+        asyncio.run(run(settings))
+    except PortInUse as exc:
+        print(f"hookbay-parser: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Process wiring for the receiver: one event loop runs the public HTTP server, the admin gRPC
+server, the group-commit writer, the outbox dispatcher and the archiver; SIGTERM stops them in the
+order that loses nothing (stop taking requests → answer those in flight → commit → stop workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from hookbay_common.db.engine import make_engine, make_sessionmaker
+from hookbay_common.db.migrate import is_current
+from hookbay_common.grpc_server import GrpcServer, PortInUse, stop_event
+from hookbay_common.rawstore import open_raw_store
+from hookbay_common.settings import ReceiverSettings
+from hookbay_receiver import repository
+from hookbay_receiver.admin import AdminServicer, IngestServicer, admin_services
+from hookbay_receiver.archiver import Archiver
+from hookbay_receiver.dispatcher import Dispatcher
+from hookbay_receiver.http import create_app
+from hookbay_receiver.intake import IntakeService
+from hookbay_receiver.packets import PacketService
+from hookbay_receiver.sources import SourceCache, SourceService
+from hookbay_receiver.writer import GroupCommitWriter
+
+log = structlog.get_logger("hookbay.receiver")
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process stops everything in one order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(f"cannot listen on {host}:{port} for HTTP: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_schema(engine: Engine) -> None:
+    try:
+        current = is_current(engine)
+    except OperationalError:
+        log.warning("receiver.database_unreachable_at_start")  # serve 503s until it comes back
+        return
+    if not current:
+        raise SchemaOutOfDate("the database schema is not up to date: run `hookbay migrate` first")
+
+
+async def ready(engine: Engine) -> bool:
+    def ping() -> None:
+        with engine.connect() as conn:
+            repository.ping(conn)
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping), 1.5)
+    except Exception:
+        return False
+    return True
+
+
+async def run(settings: ReceiverSettings) -> None:
+    http_sock = bind_http(settings.http_host, settings.http_port)
+    engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout, pool_size=10)
+    check_schema(engine)
+    factory = make_sessionmaker(engine)
+    store = open_raw_store(
+        settings.raw_store_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        sse=settings.s3_sse,
+        sse_kms_key_id=settings.s3_sse_kms_key_id,
+    )
+    public_url = settings.public_url or f"http://{settings.http_host}:{http_sock.getsockname()[1]}"
+
+    dispatcher = Dispatcher(
+        engine,
+        settings.parser_addr,
+        batch=settings.dispatch_batch,
+        concurrency=settings.dispatch_concurrency,
+        lease=settings.dispatch_lease,
+        deadline=settings.dispatch_deadline,
+        idle_poll=settings.dispatch_idle_poll,
+        retry_base=settings.retry_base,
+        retry_max=settings.retry_max,
+    )
+    writer = GroupCommitWriter(
+        engine,
+        interval=settings.commit_interval_ms / 1000,
+        max_batch=settings.commit_max_batch,
+        on_commit=dispatcher.wake if settings.dispatch_enabled else None,
+    )
+    cache = SourceCache(factory, ttl=settings.source_cache_ttl)
+    intake = IntakeService(
+        cache, writer, default_max_body=settings.max_body, ack_timeout=settings.ack_timeout
+    )
+    sources = SourceService(factory, cache)
+    grpc_server = GrpcServer(
+        settings.admin_host,
+        settings.admin_port,
+        admin_services(
+            AdminServicer(sources, PacketService(factory, store), public_url), IngestServicer(intake, sources)
+        ),
+    )
+    archiver = Archiver(engine, store, after=settings.archive_after, batch=settings.archive_batch)
+    app = create_app(intake, ready=lambda: ready(engine))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=True,
+            server_header=False,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=20,
+            backlog=2048,
+        )
+    )
+
+    stopping = stop_event()
+    writer.start()
+    await grpc_server.start()
+    if settings.dispatch_enabled:
+        dispatcher.start()
+    if settings.archive_enabled:
+        archiver.start()
+    serving = asyncio.create_task(server.serve(sockets=[http_sock]))
+    log.info(
+        "receiver.started",
+        http=f"{settings.http_host}:{http_sock.getsockname()[1]}",
+        admin=f"{settings.admin_host}:{grpc_server.port}",
+        parser=settings.parser_addr,
+    )
+    stop_wait = asyncio.create_task(stopping.wait())
+    await asyncio.wait([serving, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    log.info("receiver.stopping")
+    # Stop accepting, let requests already read finish (they wait on the writer, still running).
+    server.should_exit = True
+    await serving
+    stop_wait.cancel()
+    await writer.stop()
+    await grpc_server.stop(grace=5)
+    await archiver.stop()
+    await dispatcher.stop()
+    engine.dispose()
+    log.info("receiver.stopped")

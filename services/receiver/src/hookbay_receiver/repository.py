@@ -1,0 +1,223 @@
+"""All of the receiver's SQL: sources, the packet outbox, archiving, and admin listings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hookbay_common.db.models import ActionRun, Packet, PacketStatus, Record, Source, utcnow
+from hookbay_common.errors import AlreadyExists, NotFound
+
+# ---- sources -------------------------------------------------------------------------------------
+
+
+def source_by_guid(session: Session, guid: str) -> Source | None:
+    return session.execute(select(Source).where(Source.guid == guid)).scalar_one_or_none()
+
+
+def source_by(
+    session: Session, *, id: uuid.UUID | None = None, name: str | None = None, guid: str | None = None
+) -> Source:
+    if id is not None:
+        source = session.get(Source, id)
+        label = f"id {id}"
+    elif name is not None:
+        source = session.execute(select(Source).where(Source.name == name)).scalar_one_or_none()
+        label = f"name {name!r}"
+    elif guid is not None:
+        source = source_by_guid(session, guid)
+        label = "that GUID"
+    else:
+        raise NotFound("no source given")
+    if source is None:
+        raise NotFound(f"no source with {label}")
+    return source
+
+
+def list_sources(session: Session, client: str = "") -> Sequence[Source]:
+    query = select(Source).order_by(Source.name)
+    if client:
+        query = query.where(Source.client == client)
+    return session.execute(query).scalars().all()
+
+
+def add_source(session: Session, source: Source) -> Source:
+    session.add(source)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise AlreadyExists(f"a source named {source.name!r} already exists") from None
+    return source
+
+
+def flush_source(session: Session, source: Source) -> Source:
+    try:
+        session.flush()
+    except IntegrityError:
+        raise AlreadyExists(f"a source named {source.name!r} already exists") from None
+    return source
+
+
+def source_names(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not ids:
+        return {}
+    return dict(session.execute(select(Source.id, Source.name).where(Source.id.in_(ids))).tuples().all())
+
+
+# ---- packets: receipt ----------------------------------------------------------------------------
+
+
+def insert_packets(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """One multi-row insert; the caller commits the whole group at once."""
+    conn.execute(insert(Packet), rows)
+
+
+# ---- packets: the outbox -------------------------------------------------------------------------
+
+
+def claim_due_packets(
+    conn: Connection, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Lease up to ``limit`` due packets to ``owner``. SKIP LOCKED lets replicas claim side by side on
+    PostgreSQL without waiting on or double-claiming each other's rows; SQLite has one writer anyway."""
+    due = (
+        select(Packet.id)
+        .where(Packet.status == PacketStatus.RECEIVED, Packet.lease_until <= now)
+        .order_by(Packet.lease_until)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = conn.execute(
+        update(Packet)
+        .where(Packet.id.in_(due.scalar_subquery()), Packet.status == PacketStatus.RECEIVED)
+        .values(lease_owner=owner, lease_until=lease_until, attempts=Packet.attempts + 1)
+        .returning(Packet.id, Packet.attempts),
+    )
+    return [row.id for row in result]
+
+
+def release_packets(conn: Connection, owner: str, retry_at: dict[uuid.UUID, datetime], error: str) -> None:
+    """Give claimed packets back for a later attempt (only if still ours and still undispatched)."""
+    for packet_id, when in retry_at.items():
+        conn.execute(
+            update(Packet)
+            .where(
+                Packet.id == packet_id, Packet.lease_owner == owner, Packet.status == PacketStatus.RECEIVED
+            )
+            .values(lease_until=when, lease_owner=None, last_error=error[:2000])
+        )
+
+
+def attempts_of(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    if not ids:
+        return {}
+    return dict(conn.execute(select(Packet.id, Packet.attempts).where(Packet.id.in_(ids))).tuples().all())
+
+
+def outbox_stats(conn: Connection) -> tuple[int, datetime | None]:
+    row = conn.execute(
+        select(func.count(), func.min(Packet.received_at)).where(Packet.status == PacketStatus.RECEIVED)
+    ).one()
+    return int(row[0]), row[1]
+
+
+# ---- packets: archiving --------------------------------------------------------------------------
+
+
+def archivable_packets(conn: Connection, received_before: datetime, limit: int) -> list[Any]:
+    """Inline bodies ready to move: the parser is done with them, or they have waited long enough."""
+    return list(
+        conn.execute(
+            select(Packet.id, Packet.source_id, Packet.received_at, Packet.body)
+            .where(Packet.raw_key.is_(None), Packet.body.is_not(None))
+            .where((Packet.status != PacketStatus.RECEIVED) | (Packet.received_at <= received_before))
+            .order_by(Packet.received_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def mark_archived(conn: Connection, packet_id: uuid.UUID, raw_key: str) -> None:
+    conn.execute(
+        update(Packet)
+        .where(Packet.id == packet_id, Packet.raw_key.is_(None))
+        .values(raw_key=raw_key, body=None, archived_at=utcnow())
+    )
+
+
+# ---- admin listings ------------------------------------------------------------------------------
+
+
+def list_packets(
+    session: Session,
+    *,
+    source_id: uuid.UUID | None,
+    status: str | None,
+    after: datetime | None,
+    before: datetime | None,
+    cursor: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Packet]:
+    """Newest first, keyset-paginated on (received_at, id)."""
+    query = select(Packet).order_by(Packet.received_at.desc(), Packet.id.desc()).limit(limit)
+    if source_id is not None:
+        query = query.where(Packet.source_id == source_id)
+    if status:
+        query = query.where(Packet.status == status)
+    if after is not None:
+        query = query.where(Packet.received_at >= after)
+    if before is not None:
+        query = query.where(Packet.received_at < before)
+    if cursor is not None:
+        at, last_id = cursor
+        query = query.where((Packet.received_at < at) | ((Packet.received_at == at) & (Packet.id < last_id)))
+    return session.execute(query).scalars().all()
+
+
+def list_records(
+    session: Session,
+    *,
+    source_id: uuid.UUID | None,
+    packet_id: uuid.UUID | None,
+    after_id: int | None,
+    limit: int,
+) -> Sequence[Record]:
+    query = select(Record).order_by(Record.id).limit(limit)
+    if source_id is not None:
+        query = query.where(Record.source_id == source_id)
+    if packet_id is not None:
+        query = query.where(Record.packet_id == packet_id)
+    if after_id is not None:
+        query = query.where(Record.id > after_id)
+    return session.execute(query).scalars().all()
+
+
+def list_action_runs(
+    session: Session,
+    *,
+    source_id: uuid.UUID | None,
+    status: str | None,
+    cursor: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[ActionRun]:
+    query = select(ActionRun).order_by(ActionRun.created_at.desc(), ActionRun.id.desc()).limit(limit)
+    if source_id is not None:
+        query = query.where(ActionRun.source_id == source_id)
+    if status:
+        query = query.where(ActionRun.status == status)
+    if cursor is not None:
+        at, last_id = cursor
+        query = query.where(
+            (ActionRun.created_at < at) | ((ActionRun.created_at == at) & (ActionRun.id < last_id))
+        )
+    return session.execute(query).scalars().all()
+
+
+def ping(conn: Connection) -> None:
+    conn.execute(text("SELECT 1"))
