@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 import uvicorn
@@ -141,6 +142,9 @@ async def run(settings: ReceiverSettings) -> None:
         )
     )
 
+    # Blocking database calls run in threads; enough of them that a few stuck on a dead connection
+    # (until their connect timeout) do not starve the rest.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="db"))
     stopping = stop_event()
     writer.start()
     await grpc_server.start()

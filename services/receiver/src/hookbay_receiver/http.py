@@ -33,7 +33,11 @@ def create_app(
 
     @app.exception_handler(HookbayError)
     async def _domain_error(_request: Request, exc: HookbayError) -> JSONResponse:
-        return error_response(exc.http_status, exc.code, exc.message, exc.retry_after)
+        response = error_response(exc.http_status, exc.code, exc.message, exc.retry_after)
+        if isinstance(exc, PayloadTooLarge):
+            # Close instead of draining the rest of an oversized body into the void.
+            response.headers["Connection"] = "close"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from dataclasses import dataclass
@@ -50,50 +51,59 @@ def normalize_guid(text: str) -> str | None:
 
 
 class SourceCache:
-    """GUID → source, cached for ``ttl`` seconds so the hot path rarely touches the database.
+    """GUID → source, cached so the hot path rarely touches the database.
 
+    A known source past its ``ttl`` is still served while one background lookup refreshes it, so a
+    slow or absent database never holds a request up here (the write that follows answers 503 then).
     Changes made through this process's admin API invalidate at once; other replicas see them within
-    ``ttl``. Unknown GUIDs are cached too, so a flood of bad URLs costs one lookup per ``ttl``.
+    about ``ttl``. Unknown GUIDs are cached too, so a flood of bad URLs costs one lookup per ``ttl``.
     """
 
-    def __init__(self, factory: sessionmaker[Session], ttl: float) -> None:
+    def __init__(self, factory: sessionmaker[Session], ttl: float, load_timeout: float = 1.0) -> None:
         self._factory = factory
         self._ttl = ttl
+        self._load_timeout = load_timeout
         self._entries: dict[str, tuple[float, SourceInfo | None]] = {}
-        self._inflight: dict[str, asyncio.Future[SourceInfo | None]] = {}
+        self._inflight: dict[str, asyncio.Task[SourceInfo | None]] = {}
 
     async def lookup(self, guid: str) -> SourceInfo | None:
         entry = self._entries.get(guid)
-        now = time.monotonic()
-        if entry is not None and now - entry[0] < self._ttl:
-            return entry[1]
-        pending = self._inflight.get(guid)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[SourceInfo | None] = asyncio.get_running_loop().create_future()
-        self._inflight[guid] = future
-        try:
-            info = await asyncio.to_thread(self._load, guid)
-        except Exception as exc:
-            if entry is not None:  # the database is away: a recent answer beats none
-                future.set_result(entry[1])
+        if entry is not None:
+            fresh = time.monotonic() - entry[0] < self._ttl
+            if fresh:
                 return entry[1]
-            error = Unavailable("the database is unavailable; retry later", retry_after=1)
-            future.set_exception(error)
-            future.exception()  # retrieved here; waiters get it through shield
-            raise error from exc
-        else:
-            if len(self._entries) > 100_000:
-                self._entries.clear()
-            self._entries[guid] = (time.monotonic(), info)
-            future.set_result(info)
-            return info
-        finally:
-            del self._inflight[guid]
+            if entry[1] is not None:
+                self._fetch(guid)
+                return entry[1]
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._fetch(guid)), self._load_timeout)
+        except Exception as exc:
+            raise Unavailable("the database is unavailable; retry later", retry_after=1) from exc
 
     def invalidate(self, *guids: str) -> None:
         for guid in guids:
             self._entries.pop(guid, None)
+
+    def _fetch(self, guid: str) -> asyncio.Task[SourceInfo | None]:
+        """One lookup per GUID at a time, however many requests want it."""
+        task = self._inflight.get(guid)
+        if task is None:
+            task = asyncio.create_task(self._refresh(guid))
+            self._inflight[guid] = task
+            task.add_done_callback(functools.partial(self._settled, guid))
+        return task
+
+    def _settled(self, guid: str, task: asyncio.Task[SourceInfo | None]) -> None:
+        self._inflight.pop(guid, None)
+        if not task.cancelled():
+            task.exception()  # a failed background refresh is expected while the database is away
+
+    async def _refresh(self, guid: str) -> SourceInfo | None:
+        info = await asyncio.to_thread(self._load, guid)
+        if len(self._entries) > 100_000:
+            self._entries.clear()
+        self._entries[guid] = (time.monotonic(), info)
+        return info
 
     def _load(self, guid: str) -> SourceInfo | None:
         with self._factory() as session:

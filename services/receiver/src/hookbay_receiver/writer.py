@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -39,6 +40,8 @@ class GroupCommitWriter:
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
         self._on_commit = on_commit
         self._task: asyncio.Task[None] | None = None
+        # Its own thread, so commits never queue behind reads stuck on a dead database connection.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
@@ -52,6 +55,7 @@ class GroupCommitWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        self._thread.shutdown(wait=False)
 
     async def write(self, row: dict[str, Any], timeout: float) -> None:
         """Return once ``row`` is committed; raise :class:`Unavailable` if that cannot happen in time."""
@@ -91,7 +95,7 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[Item]) -> None:
         rows = [row for row, _ in batch]
         try:
-            await asyncio.to_thread(self._insert, rows)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows)
         except Exception as exc:  # any database failure: nobody in this group is acknowledged
             log.warning("receiver.group_commit_failed", packets=len(rows), error=type(exc).__name__)
             error = Unavailable("the database is unavailable; retry later", retry_after=1)
