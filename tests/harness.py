@@ -118,6 +118,7 @@ class Stack:
         self.http_port = free_port()
         self.admin_port = free_port()
         self.parser_port = free_port()
+        self.actions_port = free_port()
         self.env = {
             **os.environ,
             "HOOKBAY_DATABASE_URL": database_url,
@@ -126,6 +127,8 @@ class Stack:
             "HOOKBAY_ADMIN_PORT": str(self.admin_port),
             "HOOKBAY_PARSER_PORT": str(self.parser_port),
             "HOOKBAY_PARSER_ADDR": f"127.0.0.1:{self.parser_port}",
+            "HOOKBAY_ACTIONS_PORT": str(self.actions_port),
+            "HOOKBAY_ACTIONS_ADDR": f"127.0.0.1:{self.actions_port}",
             "HOOKBAY_LOG_FORMAT": "json",
             "HOOKBAY_LOG_LEVEL": "debug",
             **env,
@@ -155,7 +158,20 @@ class Stack:
         return self.start("hookbay_receiver", **env)
 
     def parser(self, **env: str) -> Proc:
-        return self.start("hookbay_parser", **env)
+        proc = self.start("hookbay_parser", **env)
+        wait_grpc(self.parser_port, proc)
+        return proc
+
+    def actions(self, **env: str) -> Proc:
+        proc = self.start("hookbay_actions", **env)
+        wait_grpc(self.actions_port, proc)
+        return proc
+
+    def pipeline(self, **env: str) -> None:
+        """All three services."""
+        self.parser(**env)
+        self.actions(**env)
+        self.receiver(**env)
 
     def wait_http(self, port: int, proc: Proc, timeout: float = 30) -> None:
         def up() -> bool:
@@ -211,6 +227,57 @@ class Stack:
 
     def packet_count(self) -> int:
         return int(self.scalar("SELECT count(*) FROM packets"))
+
+
+def wait_grpc(port: int, proc: Proc, timeout: float = 30) -> None:
+    """Wait until a gRPC server answers its health check with SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = health_pb2_grpc.HealthStub(channel)
+
+    def serving() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"{proc.name} exited early:\n{proc.log()[-3000:]}")
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    try:
+        wait_until(serving, timeout, what=f"{proc.name} gRPC on port {port}")
+    finally:
+        channel.close()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import email
+        import email.policy
+
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._lock:
+            self.messages.append(message)
+        return "250 OK"
+
+    def stop(self) -> None:
+        self._controller.stop()
 
 
 def migrate(url: str) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from hookbay_common.errors import InvalidArgument
-from hookbay_receiver.dispatcher import backoff
+from hookbay_common.outbox import backoff
 from hookbay_receiver.packets import decode_cursor, encode_cursor, page_size
 from hookbay_receiver.sources import check_format, normalize_guid
 

@@ -11,8 +11,11 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from hookbay.types.v1 import types_pb2
 from hookbay_common.db.models import ActionRun, ActionRunStatus, Record
 
+RULE_FIELDS = ("name", "type", "on", "when", "to", "subject", "body", "sender")
+
 ACTION_RUN_STATUS = {
     ActionRunStatus.PENDING: types_pb2.ACTION_RUN_STATUS_PENDING,
+    ActionRunStatus.RUNNING: types_pb2.ACTION_RUN_STATUS_RUNNING,
     ActionRunStatus.SUCCEEDED: types_pb2.ACTION_RUN_STATUS_SUCCEEDED,
     ActionRunStatus.FAILED: types_pb2.ACTION_RUN_STATUS_FAILED,
     ActionRunStatus.DEAD: types_pb2.ACTION_RUN_STATUS_DEAD,
@@ -72,4 +75,14 @@ def action_run_to_pb(run: ActionRun, source_name: str) -> types_pb2.ActionRun:
         created_at=timestamp(run.created_at),
         updated_at=timestamp(run.updated_at),
         next_attempt_at=timestamp(run.next_attempt_at),
+        message_id=run.message_id or "",
     )
+
+
+def rule_to_pb(rule: dict[str, Any]) -> types_pb2.ActionRule:
+    return types_pb2.ActionRule(**{f: str(rule.get(f) or "") for f in RULE_FIELDS})
+
+
+def rule_from_pb(rule: types_pb2.ActionRule) -> dict[str, Any]:
+    """Only the fields that were set, so defaults (``on: root``) apply on the server."""
+    return {f: getattr(rule, f) for f in RULE_FIELDS if getattr(rule, f)}

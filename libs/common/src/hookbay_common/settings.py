@@ -78,12 +78,39 @@ class ParserSettings(CommonSettings):
     parser_host: str = Field(default="127.0.0.1", description="Address the parser's gRPC server binds.")
     parser_port: int = Field(default=50061, description="Port of the parser's gRPC server.")
     actions_addr: str = Field(default="127.0.0.1:50062", description="gRPC target of the actions service.")
+    max_depth: int = Field(default=64, description="Deepest JSON/XML nesting a packet may have.")
+    max_records: int = Field(default=10_000, description="Most records one packet may produce.")
+    parse_time_budget: float = Field(default=5.0, description="Seconds of parsing one packet may take.")
+    actions_batch: int = Field(default=16, description="Packets claimed per round for the actions service.")
+    actions_concurrency: int = Field(default=4, description="ExecuteActions calls in flight per parser.")
+    actions_lease: float = Field(
+        default=60.0, description="Seconds the parser owns a claimed actions hand-off."
+    )
+    actions_deadline: float = Field(
+        default=30.0, description="Deadline of one ExecuteActions call, in seconds."
+    )
 
 
 class ActionsSettings(CommonSettings):
     actions_host: str = Field(default="127.0.0.1", description="Address the actions gRPC server binds.")
     actions_port: int = Field(default=50062, description="Port of the actions gRPC server.")
-    smtp_url: str = Field(default="smtp://127.0.0.1:8025", description="SMTP server for email actions.")
+    smtp_url: str = Field(
+        default="smtp://127.0.0.1:8025",
+        description="SMTP server for email actions: smtp://[user:pass@]host:port (?starttls=1), or smtps://.",
+    )
+    mail_from: str = Field(
+        default="hookbay@localhost", description="From address of emails, unless a rule sets one."
+    )
+    smtp_timeout: float = Field(default=10.0, description="Seconds one SMTP conversation may take.")
+    action_max_attempts: int = Field(default=5, description="Attempts before an action run is dead.")
+    action_retry_base: float = Field(
+        default=2.0, description="First action retry backoff in seconds (doubles)."
+    )
+    action_retry_max: float = Field(default=600.0, description="Longest action retry backoff in seconds.")
+    action_lease: float = Field(
+        default=120.0, description="Seconds a running action run is owned before it counts as interrupted."
+    )
+    action_poll: float = Field(default=1.0, description="Seconds between polls for due action runs.")
 
 
 class CliSettings(BaseSettings):

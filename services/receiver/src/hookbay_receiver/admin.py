@@ -17,7 +17,15 @@ from hookbay.admin.v1 import admin_service_pb2 as pb
 from hookbay.admin.v1 import admin_service_pb2_grpc as pb_grpc
 from hookbay.ingest.v1 import ingest_service_pb2 as ingest_pb
 from hookbay.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
-from hookbay_common.convert import ACTION_RUN_STATUS_NAMES, action_run_to_pb, record_to_pb, timestamp
+from hookbay.types.v1 import types_pb2
+from hookbay_common.convert import (
+    ACTION_RUN_STATUS_NAMES,
+    action_run_to_pb,
+    record_to_pb,
+    rule_from_pb,
+    rule_to_pb,
+    timestamp,
+)
 from hookbay_common.db.models import Packet, PacketStatus, Source, SourceStatus
 from hookbay_common.errors import HookbayError, InvalidArgument, NotFound, Unavailable, grpc_abort
 from hookbay_common.grpc_server import Service
@@ -95,6 +103,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         )
         if source.settings:
             message.settings.update(source.settings)
+        message.actions.extend(rule_to_pb(rule) for rule in source.actions or [])
         return message
 
     @_mapped
@@ -106,6 +115,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             fmt=request.format,
             max_body=request.max_body,
             settings=json_format.MessageToDict(request.settings) if request.HasField("settings") else {},
+            actions=[rule_from_pb(rule) for rule in request.actions],
         )
         log.info("admin.source_created", source=source.name)
         return self._source(source)
@@ -127,6 +137,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 changes[field] = getattr(request, field)
         if request.HasField("settings"):
             changes["settings"] = json_format.MessageToDict(request.settings)
+        if request.HasField("actions"):
+            changes["actions"] = [rule_from_pb(rule) for rule in request.actions.rules]
         source = await asyncio.to_thread(self._sources.update, source_ref(request.source), changes)
         log.info("admin.source_updated", source=source.name, fields=sorted(changes))
         return self._source(source)
@@ -169,6 +181,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             parsed_at=timestamp(packet.parsed_at),
             archived=packet.raw_key is not None,
             raw_key=packet.raw_key or "",
+            format=packet.parsed_format or "",
+            record_count=packet.record_count,
+            actions_state=packet.actions_state or "",
         )
 
     @_mapped
@@ -209,6 +224,25 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             return
         for chunk in chunks:
             yield pb.GetPacketRawResponse(chunk=chunk)
+
+    @_mapped
+    async def ReparsePackets(
+        self, request: pb.ReparsePacketsRequest, context: Any
+    ) -> pb.ReparsePacketsResponse:
+        count = await asyncio.to_thread(
+            self._packets.reparse,
+            ids=list(request.ids),
+            source=request.source,
+            status=PACKET_STATUS_NAMES.get(request.status),
+        )
+        log.info("admin.packets_reparse", count=count, source=request.source or None)
+        return pb.ReparsePacketsResponse(count=count)
+
+    @_mapped
+    async def RetryActionRun(self, request: pb.RetryActionRunRequest, context: Any) -> types_pb2.ActionRun:
+        run, name = await asyncio.to_thread(self._packets.retry_action_run, request.id)
+        log.info("admin.action_run_retry", run_id=request.id)
+        return action_run_to_pb(run, name)
 
     @_mapped
     async def ListRecords(self, request: pb.ListRecordsRequest, context: Any) -> pb.ListRecordsResponse:

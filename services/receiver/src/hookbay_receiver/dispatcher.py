@@ -11,10 +11,9 @@ is delivered again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import socket
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 import grpc
@@ -24,14 +23,10 @@ from sqlalchemy import Engine
 from hookbay.parser.v1 import parser_service_pb2 as parser_pb
 from hookbay.parser.v1 import parser_service_pb2_grpc as parser_grpc
 from hookbay_common.db.models import utcnow
+from hookbay_common.outbox import OutboxPump, backoff
 from hookbay_receiver import repository
 
 log = structlog.get_logger("hookbay.receiver.dispatcher")
-
-
-def backoff(attempts: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter, so a failed batch does not come back as one thundering herd."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempts - 1))
 
 
 class Dispatcher:
@@ -55,60 +50,31 @@ class Dispatcher:
         self._batch = batch
         self._lease = lease
         self._deadline = deadline
-        self._idle_poll = idle_poll
         self._retry_base = retry_base
         self._retry_max = retry_max
-        self._slots = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
         self._owner = f"{socket.gethostname()[:40]}:{uuid.uuid4().hex[:12]}"
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
         self._channel: grpc.aio.Channel | None = None
-
-    def wake(self, _count: int = 0) -> None:
-        """Called after each group commit so new packets go out without waiting for the next poll."""
-        self._wake.set()
+        self._pump = OutboxPump(
+            "parser-dispatch",
+            self._claim,
+            self._deliver,
+            concurrency=concurrency,
+            idle_poll=idle_poll,
+            drain_timeout=deadline,
+        )
+        self.wake = self._pump.wake
 
     def start(self) -> None:
         self._channel = grpc.aio.insecure_channel(
             self._addr, options=[("grpc.lb_policy_name", "round_robin"), ("grpc.enable_retries", 0)]
         )
         self._stub = parser_grpc.ParserServiceStub(self._channel)
-        self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
+        self._pump.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._inflight:
-            # Calls in flight finish or hit their deadline; unfinished packets are redelivered anyway.
-            await asyncio.wait(self._inflight, timeout=self._deadline)
+        await self._pump.stop()
         if self._channel is not None:
             await self._channel.close()
-
-    async def _run(self) -> None:
-        while True:
-            await self._slots.acquire()
-            try:
-                claimed = await self._claim()
-            except Exception as exc:
-                self._slots.release()
-                log.warning("receiver.dispatch_claim_failed", error=type(exc).__name__)
-                await self._sleep(max(self._idle_poll, 1.0))
-                continue
-            if not claimed:
-                self._slots.release()
-                await self._sleep(self._idle_poll)
-                continue
-            task = asyncio.create_task(self._deliver(claimed))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-
-    async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _claim(self) -> list[uuid.UUID]:
         def claim() -> list[uuid.UUID]:
@@ -120,31 +86,26 @@ class Dispatcher:
 
         return await asyncio.to_thread(claim)
 
-    async def _deliver(self, ids: list[uuid.UUID]) -> None:
+    async def _deliver(self, ids: Sequence[uuid.UUID]) -> None:
+        retry: list[uuid.UUID] = []
+        error = ""
         try:
-            retry: list[uuid.UUID] = []
-            error = ""
-            try:
-                response = await self._stub.ParsePackets(
-                    parser_pb.ParsePacketsRequest(packet_ids=[str(i) for i in ids]), timeout=self._deadline
-                )
-            except grpc.aio.AioRpcError as exc:
-                retry, error = ids, f"parser: {exc.code().name}: {exc.details() or ''}"
-                log.warning("receiver.dispatch_failed", packets=len(ids), code=exc.code().name)
-            else:
-                answered = {r.packet_id: r for r in response.results}
-                for packet_id in ids:
-                    result = answered.get(str(packet_id))
-                    if result is None or result.outcome == parser_pb.PARSE_OUTCOME_RETRY:
-                        retry.append(packet_id)
-                        error = (result.error if result else "") or "parser asked for redelivery"
-                log.debug("receiver.dispatched", packets=len(ids), retry=len(retry))
-            if retry:
-                await asyncio.to_thread(self._release, retry, error)
-        except Exception as exc:  # the lease runs out and the packets go again; nothing is lost
-            log.warning("receiver.dispatch_error", error=type(exc).__name__)
-        finally:
-            self._slots.release()
+            response = await self._stub.ParsePackets(
+                parser_pb.ParsePacketsRequest(packet_ids=[str(i) for i in ids]), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            retry, error = list(ids), f"parser: {exc.code().name}: {exc.details() or ''}"
+            log.warning("receiver.dispatch_failed", packets=len(ids), code=exc.code().name)
+        else:
+            answered = {r.packet_id: r for r in response.results}
+            for packet_id in ids:
+                result = answered.get(str(packet_id))
+                if result is None or result.outcome == parser_pb.PARSE_OUTCOME_RETRY:
+                    retry.append(packet_id)
+                    error = (result.error if result else "") or "parser asked for redelivery"
+            log.debug("receiver.dispatched", packets=len(ids), retry=len(retry))
+        if retry:
+            await asyncio.to_thread(self._release, retry, error)
 
     def _release(self, ids: list[uuid.UUID], error: str) -> None:
         now = utcnow()

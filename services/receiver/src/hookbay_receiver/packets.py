@@ -12,7 +12,8 @@ from typing import Generic, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from hookbay_common.db import packets as packet_reads
-from hookbay_common.db.models import ActionRun, Packet, Record
+from hookbay_common.db.engine import unit_of_work
+from hookbay_common.db.models import ActionRun, Packet, Record, utcnow
 from hookbay_common.errors import InvalidArgument
 from hookbay_common.ids import parse_uuid
 from hookbay_common.rawstore import RawStore
@@ -105,6 +106,27 @@ class PacketService:
             data = packet_reads.read_raw(session, self._store, packet_id_of(packet_id))
         for start in range(0, max(len(data), 1), RAW_CHUNK):
             yield data[start : start + RAW_CHUNK]
+
+    def reparse(self, *, ids: list[str], source: str, status: str | None) -> int:
+        """Queue packets for parsing again: by id, or every packet matching source and/or status."""
+        if not ids and not source and not status:
+            raise InvalidArgument("name packets by id, or filter by source and/or status")
+        with unit_of_work(self._factory) as session:
+            return repository.requeue_packets(
+                session,
+                ids=[packet_id_of(i) for i in ids],
+                source_id=self._source_id(session, source),
+                status=status,
+                now=utcnow(),
+            )
+
+    def retry_action_run(self, run_id: str) -> tuple[ActionRun, str]:
+        parsed = parse_uuid(run_id)
+        if parsed is None:
+            raise InvalidArgument(f"not an action run id: {run_id[:80]!r}")
+        with unit_of_work(self._factory) as session:
+            run = repository.retry_action_run(session, parsed, utcnow())
+            return run, repository.source_names(session, {run.source_id})[run.source_id]
 
     def list_records(self, *, source: str, packet_id: str, token: str, size: int) -> Page[Record]:
         limit = page_size(size)

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hookbay_common.db.models import ActionRun, Packet, PacketStatus, Record, Source, utcnow
-from hookbay_common.errors import AlreadyExists, NotFound
+from hookbay_common.db.models import ActionRun, ActionRunStatus, Packet, PacketStatus, Record, Source, utcnow
+from hookbay_common.errors import AlreadyExists, InvalidArgument, NotFound
 
 # ---- sources -------------------------------------------------------------------------------------
 
@@ -149,6 +149,43 @@ def mark_archived(conn: Connection, packet_id: uuid.UUID, raw_key: str) -> None:
         .where(Packet.id == packet_id, Packet.raw_key.is_(None))
         .values(raw_key=raw_key, body=None, archived_at=utcnow())
     )
+
+
+# ---- packets: parsing again ---------------------------------------------------------------------
+
+
+def requeue_packets(
+    session: Session,
+    *,
+    ids: list[uuid.UUID],
+    source_id: uuid.UUID | None,
+    status: str | None,
+    now: datetime,
+) -> int:
+    """Make packets due for the parser again; the parser replaces their record set."""
+    query = update(Packet).values(
+        status=PacketStatus.RECEIVED, lease_until=now, lease_owner=None, attempts=0, last_error=None
+    )
+    if ids:
+        query = query.where(Packet.id.in_(ids))
+    if source_id is not None:
+        query = query.where(Packet.source_id == source_id)
+    if status:
+        query = query.where(Packet.status == status)
+    return session.execute(query).rowcount
+
+
+def retry_action_run(session: Session, run_id: uuid.UUID, now: datetime) -> ActionRun:
+    run = session.get(ActionRun, run_id)
+    if run is None:
+        raise NotFound(f"no action run with id {run_id}")
+    if run.status not in (ActionRunStatus.DEAD, ActionRunStatus.FAILED):
+        raise InvalidArgument(f"action run {run_id} is {run.status}; only dead or failed runs are retried")
+    run.status = ActionRunStatus.PENDING
+    run.attempts = 0
+    run.next_attempt_at = now
+    session.flush()
+    return run
 
 
 # ---- admin listings ------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from hookbay_common.db.engine import unit_of_work
 from hookbay_common.db.models import Source, SourceStatus
 from hookbay_common.errors import InvalidArgument, Unavailable
+from hookbay_common.formats import FORMATS
 from hookbay_common.ids import new_guid, parse_uuid
+from hookbay_common.rules import validate_rules
 from hookbay_receiver import repository
 
-FORMATS = ("auto", "json", "xml", "form", "ndjson", "text", "binary")
 MAX_NAME = 200
 
 
@@ -138,7 +139,16 @@ class SourceService:
         self._factory = factory
         self._cache = cache
 
-    def create(self, *, name: str, client: str, fmt: str, max_body: int, settings: dict[str, Any]) -> Source:
+    def create(
+        self,
+        *,
+        name: str,
+        client: str,
+        fmt: str,
+        max_body: int,
+        settings: dict[str, Any],
+        actions: list[dict[str, Any]] | None = None,
+    ) -> Source:
         source = Source(
             name=check_name(name),
             client=client.strip(),
@@ -147,6 +157,7 @@ class SourceService:
             format=check_format(fmt),
             max_body=check_max_body(max_body),
             settings=settings,
+            actions=validate_rules(actions or []),
         )
         with unit_of_work(self._factory) as session:
             return repository.add_source(session, source)
@@ -172,6 +183,8 @@ class SourceService:
                 source.max_body = check_max_body(changes["max_body"])
             if "settings" in changes:
                 source.settings = changes["settings"]
+            if "actions" in changes:
+                source.actions = validate_rules(changes["actions"])
             if "status" in changes:
                 source.status = changes["status"]
             repository.flush_source(session, source)

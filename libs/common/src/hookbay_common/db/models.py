@@ -77,8 +77,16 @@ class PacketStatus(StrEnum):
     IGNORED = "ignored"
 
 
+class ActionsState(StrEnum):
+    """Where a parsed packet stands with the actions service (the parser's outbox)."""
+
+    PENDING = "pending"
+    DONE = "done"
+
+
 class ActionRunStatus(StrEnum):
     PENDING = "pending"
+    RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"
@@ -95,6 +103,8 @@ class Source(Base):
     format: Mapped[str] = mapped_column(String(32), default="auto", server_default="auto")
     max_body: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     settings: Mapped[dict] = mapped_column(JsonData, default=dict)
+    # Action rules as validated by hookbay_common.rules (a list of rule objects).
+    actions: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -126,6 +136,12 @@ class Packet(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     parsed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    parsed_format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    record_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The parser's outbox towards the actions service: set in the transaction that writes the
+    # records, cleared by the actions service in the transaction that creates the action runs.
+    actions_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    actions_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     __table_args__ = (
         Index("ix_packets_source_received", "source_id", "received_at"),
@@ -135,6 +151,12 @@ class Packet(Base):
             "lease_until",
             postgresql_where=text("status = 'received'"),
             sqlite_where=text("status = 'received'"),
+        ),
+        Index(
+            "ix_packets_actions_outbox",
+            "actions_lease_until",
+            postgresql_where=text("actions_state = 'pending'"),
+            sqlite_where=text("actions_state = 'pending'"),
         ),
         Index(
             "ix_packets_unarchived",
@@ -182,7 +204,10 @@ class ActionRun(Base):
     status: Mapped[str] = mapped_column(String(16), default=ActionRunStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Due when status is pending/failed and next_attempt_at has passed; while running, the time the
+    # claim expires.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -191,4 +216,5 @@ class ActionRun(Base):
             "source_id", "rule", "packet_id", "record_ordinal", name="uq_action_runs_rule_record"
         ),
         Index("ix_action_runs_source_created", "source_id", "created_at"),
+        Index("ix_action_runs_due", "status", "next_attempt_at"),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from hookbay_common.db.models import Packet
@@ -19,9 +19,9 @@ def get_packet(session: Session, packet_id: uuid.UUID) -> Packet:
     return packet
 
 
-def read_raw(session: Session, store: RawStore, packet_id: uuid.UUID) -> bytes:
+def read_raw(db: Session | Connection, store: RawStore, packet_id: uuid.UUID) -> bytes:
     """The packet's exact bytes: inline until archived, from the raw store after."""
-    row = session.execute(select(Packet.body, Packet.raw_key).where(Packet.id == packet_id)).one_or_none()
+    row = db.execute(select(Packet.body, Packet.raw_key).where(Packet.id == packet_id)).one_or_none()
     if row is None:
         raise NotFound(f"no packet with id {packet_id}")
     body, raw_key = row

@@ -35,7 +35,7 @@ PACKET_STATUS_FAILED: PacketStatus
 PACKET_STATUS_IGNORED: PacketStatus
 
 class Source(_message.Message):
-    __slots__ = ("id", "name", "client", "guid", "status", "format", "max_body", "settings", "url", "created_at", "updated_at")
+    __slots__ = ("id", "name", "client", "guid", "status", "format", "max_body", "settings", "url", "created_at", "updated_at", "actions")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class Source(_message.Message):
     URL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     client: str
@@ -58,7 +59,14 @@ class Source(_message.Message):
     url: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., client: _Optional[str] = ..., guid: _Optional[str] = ..., status: _Optional[_Union[SourceStatus, str]] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionRule]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., client: _Optional[str] = ..., guid: _Optional[str] = ..., status: _Optional[_Union[SourceStatus, str]] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.ActionRule, _Mapping]]] = ...) -> None: ...
+
+class ActionRules(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[_types_pb2.ActionRule, _Mapping]]] = ...) -> None: ...
 
 class SourceRef(_message.Message):
     __slots__ = ("id", "name", "guid")
@@ -71,18 +79,20 @@ class SourceRef(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., guid: _Optional[str] = ...) -> None: ...
 
 class CreateSourceRequest(_message.Message):
-    __slots__ = ("name", "client", "format", "max_body", "settings")
+    __slots__ = ("name", "client", "format", "max_body", "settings", "actions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     MAX_BODY_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     client: str
     format: str
     max_body: int
     settings: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., client: _Optional[str] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionRule]
+    def __init__(self, name: _Optional[str] = ..., client: _Optional[str] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.ActionRule, _Mapping]]] = ...) -> None: ...
 
 class GetSourceRequest(_message.Message):
     __slots__ = ("source",)
@@ -103,20 +113,22 @@ class ListSourcesResponse(_message.Message):
     def __init__(self, sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ...) -> None: ...
 
 class UpdateSourceRequest(_message.Message):
-    __slots__ = ("source", "client", "format", "max_body", "settings", "name")
+    __slots__ = ("source", "client", "format", "max_body", "settings", "name", "actions")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     MAX_BODY_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
     source: SourceRef
     client: str
     format: str
     max_body: int
     settings: _struct_pb2.Struct
     name: str
-    def __init__(self, source: _Optional[_Union[SourceRef, _Mapping]] = ..., client: _Optional[str] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+    actions: ActionRules
+    def __init__(self, source: _Optional[_Union[SourceRef, _Mapping]] = ..., client: _Optional[str] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., name: _Optional[str] = ..., actions: _Optional[_Union[ActionRules, _Mapping]] = ...) -> None: ...
 
 class PauseSourceRequest(_message.Message):
     __slots__ = ("source",)
@@ -145,7 +157,7 @@ class Header(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Packet(_message.Message):
-    __slots__ = ("id", "source", "source_id", "status", "method", "query_string", "headers", "content_type", "client_addr", "size", "sha256", "received_at", "attempts", "error", "parsed_at", "archived", "raw_key")
+    __slots__ = ("id", "source", "source_id", "status", "method", "query_string", "headers", "content_type", "client_addr", "size", "sha256", "received_at", "attempts", "error", "parsed_at", "archived", "raw_key", "format", "record_count", "actions_state")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +175,9 @@ class Packet(_message.Message):
     PARSED_AT_FIELD_NUMBER: _ClassVar[int]
     ARCHIVED_FIELD_NUMBER: _ClassVar[int]
     RAW_KEY_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_STATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     source_id: str
@@ -180,7 +195,10 @@ class Packet(_message.Message):
     parsed_at: _timestamp_pb2.Timestamp
     archived: bool
     raw_key: str
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., source_id: _Optional[str] = ..., status: _Optional[_Union[PacketStatus, str]] = ..., method: _Optional[str] = ..., query_string: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., content_type: _Optional[str] = ..., client_addr: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., parsed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., archived: _Optional[bool] = ..., raw_key: _Optional[str] = ...) -> None: ...
+    format: str
+    record_count: int
+    actions_state: str
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., source_id: _Optional[str] = ..., status: _Optional[_Union[PacketStatus, str]] = ..., method: _Optional[str] = ..., query_string: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., content_type: _Optional[str] = ..., client_addr: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., parsed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., archived: _Optional[bool] = ..., raw_key: _Optional[str] = ..., format: _Optional[str] = ..., record_count: _Optional[int] = ..., actions_state: _Optional[str] = ...) -> None: ...
 
 class ListPacketsRequest(_message.Message):
     __slots__ = ("source", "status", "received_after", "received_before", "page_size", "page_token")
@@ -224,6 +242,22 @@ class GetPacketRawResponse(_message.Message):
     chunk: bytes
     def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
 
+class ReparsePacketsRequest(_message.Message):
+    __slots__ = ("ids", "source", "status")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    source: str
+    status: PacketStatus
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., status: _Optional[_Union[PacketStatus, str]] = ...) -> None: ...
+
+class ReparsePacketsResponse(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
 class ListRecordsRequest(_message.Message):
     __slots__ = ("source", "packet_id", "page_size", "page_token")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -263,3 +297,9 @@ class ListActionRunsResponse(_message.Message):
     runs: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionRun]
     next_page_token: str
     def __init__(self, runs: _Optional[_Iterable[_Union[_types_pb2.ActionRun, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RetryActionRunRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

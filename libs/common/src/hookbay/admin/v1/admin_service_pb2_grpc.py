@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from hookbay.admin.v1 import admin_service_pb2 as hookbay_dot_admin_dot_v1_dot_admin__service__pb2
+from hookbay.types.v1 import types_pb2 as hookbay_dot_types_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -86,6 +87,11 @@ class AdminServiceStub:
                 request_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.GetPacketRawRequest.SerializeToString,
                 response_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.GetPacketRawResponse.FromString,
                 _registered_method=True)
+        self.ReparsePackets = channel.unary_unary(
+                '/hookbay.admin.v1.AdminService/ReparsePackets',
+                request_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ReparsePacketsRequest.SerializeToString,
+                response_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ReparsePacketsResponse.FromString,
+                _registered_method=True)
         self.ListRecords = channel.unary_unary(
                 '/hookbay.admin.v1.AdminService/ListRecords',
                 request_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListRecordsRequest.SerializeToString,
@@ -95,6 +101,11 @@ class AdminServiceStub:
                 '/hookbay.admin.v1.AdminService/ListActionRuns',
                 request_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListActionRunsRequest.SerializeToString,
                 response_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListActionRunsResponse.FromString,
+                _registered_method=True)
+        self.RetryActionRun = channel.unary_unary(
+                '/hookbay.admin.v1.AdminService/RetryActionRun',
+                request_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.RetryActionRunRequest.SerializeToString,
+                response_deserializer=hookbay_dot_types_dot_v1_dot_types__pb2.ActionRun.FromString,
                 _registered_method=True)
 
 
@@ -165,6 +176,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReparsePackets(self, request, context):
+        """Sends packets back to the parser (for example after a source's format was corrected). The old
+        record set is replaced; action runs already made are not repeated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRecords(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -173,6 +192,13 @@ class AdminServiceServicer:
 
     def ListActionRuns(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryActionRun(self, request, context):
+        """Makes a dead or failed action run due again now.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -230,6 +256,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.GetPacketRawRequest.FromString,
                     response_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.GetPacketRawResponse.SerializeToString,
             ),
+            'ReparsePackets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReparsePackets,
+                    request_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ReparsePacketsRequest.FromString,
+                    response_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ReparsePacketsResponse.SerializeToString,
+            ),
             'ListRecords': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRecords,
                     request_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListRecordsRequest.FromString,
@@ -239,6 +270,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListActionRuns,
                     request_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListActionRunsRequest.FromString,
                     response_serializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListActionRunsResponse.SerializeToString,
+            ),
+            'RetryActionRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryActionRun,
+                    request_deserializer=hookbay_dot_admin_dot_v1_dot_admin__service__pb2.RetryActionRunRequest.FromString,
+                    response_serializer=hookbay_dot_types_dot_v1_dot_types__pb2.ActionRun.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +560,33 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
+    def ReparsePackets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookbay.admin.v1.AdminService/ReparsePackets',
+            hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ReparsePacketsRequest.SerializeToString,
+            hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ReparsePacketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListRecords(request,
             target,
             options=(),
@@ -567,6 +630,33 @@ class AdminService:
             '/hookbay.admin.v1.AdminService/ListActionRuns',
             hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListActionRunsRequest.SerializeToString,
             hookbay_dot_admin_dot_v1_dot_admin__service__pb2.ListActionRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryActionRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookbay.admin.v1.AdminService/RetryActionRun',
+            hookbay_dot_admin_dot_v1_dot_admin__service__pb2.RetryActionRunRequest.SerializeToString,
+            hookbay_dot_types_dot_v1_dot_types__pb2.ActionRun.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,3 @@
+"""The packet formats a source can name. The parser implements them; the admin API validates them."""
+
+FORMATS = ("auto", "json", "xml", "form", "ndjson", "text", "binary")

@@ -1,0 +1,107 @@
+"""The parser's outbox towards the actions service (same pattern as the receiver's dispatcher).
+
+A parsed packet whose source has action rules is marked 'pending' in the transaction that writes
+its records. This hand-off calls ExecuteActions for it; the actions service clears the mark in the
+transaction that creates the action runs. A crash anywhere in between leaves the mark, so the call
+is made again when the lease runs out, and the runs' unique key keeps it from doing anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import grpc
+import structlog
+from sqlalchemy import Engine
+
+from hookbay.actions.v1 import actions_service_pb2 as actions_pb
+from hookbay.actions.v1 import actions_service_pb2_grpc as actions_grpc
+from hookbay_common.db.models import utcnow
+from hookbay_common.outbox import OutboxPump, backoff
+from hookbay_parser import repository
+
+log = structlog.get_logger("hookbay.parser.handoff")
+
+
+class ActionsHandoff:
+    def __init__(
+        self,
+        engine: Engine,
+        actions_addr: str,
+        *,
+        batch: int,
+        concurrency: int,
+        lease: float,
+        deadline: float,
+        retry_base: float = 1.0,
+        retry_max: float = 300.0,
+    ) -> None:
+        if deadline >= lease:
+            raise ValueError("the actions deadline must be shorter than the lease")
+        self._engine = engine
+        self._addr = actions_addr
+        self._batch = batch
+        self._lease = lease
+        self._deadline = deadline
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self._failures: dict[uuid.UUID, int] = {}
+        self._channel: grpc.aio.Channel | None = None
+        self._pump = OutboxPump(
+            "actions-handoff",
+            self._claim,
+            self._deliver,
+            concurrency=concurrency,
+            idle_poll=1.0,
+            drain_timeout=deadline,
+        )
+        self.wake = self._pump.wake
+
+    def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(
+            self._addr, options=[("grpc.lb_policy_name", "round_robin"), ("grpc.enable_retries", 0)]
+        )
+        self._stub = actions_grpc.ActionsServiceStub(self._channel)
+        self._pump.start()
+
+    async def stop(self) -> None:
+        await self._pump.stop()
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _claim(self) -> list[uuid.UUID]:
+        def claim() -> list[uuid.UUID]:
+            now = utcnow()
+            with self._engine.begin() as conn:
+                return repository.claim_actions_due(
+                    conn, now, now + timedelta(seconds=self._lease), self._batch
+                )
+
+        return await asyncio.to_thread(claim)
+
+    async def _deliver(self, ids: Sequence[uuid.UUID]) -> None:
+        failed: list[uuid.UUID] = []
+        for packet_id in ids:
+            try:
+                await self._stub.ExecuteActions(
+                    actions_pb.ExecuteActionsRequest(packet_id=str(packet_id)), timeout=self._deadline
+                )
+                self._failures.pop(packet_id, None)
+            except grpc.aio.AioRpcError as exc:
+                failed.append(packet_id)
+                log.warning("parser.actions_handoff_failed", packet_id=str(packet_id), code=exc.code().name)
+        if failed:
+            now = utcnow()
+            retry_at = {}
+            for packet_id in failed:
+                self._failures[packet_id] = self._failures.get(packet_id, 0) + 1
+                delay = backoff(self._failures[packet_id], self._retry_base, self._retry_max)
+                retry_at[packet_id] = now + timedelta(seconds=delay)
+            await asyncio.to_thread(self._release, retry_at)
+
+    def _release(self, retry_at: dict) -> None:
+        with self._engine.begin() as conn:
+            repository.release_actions(conn, retry_at)
