@@ -1,0 +1,459 @@
+"""``hookbay up``: the whole of Hookbay on one machine, supervised.
+
+Receiver, parser and actions run as child processes (``python -m hookbay_<service>``), the same way
+they run in production, so nothing here imports them. This process checks the ports, migrates the
+database, starts the children, waits until they answer, restarts one that dies, and on Ctrl-C or
+SIGTERM stops them all before exiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hookbay_cli.errors import CliError
+
+POLL = 0.2
+READY_TIMEOUT = 60.0
+STOP_GRACE = 15.0
+BACKOFF_MAX = 30.0
+# A child that dies this soon after starting counts towards giving up; one that ran longer than
+# STABLE had recovered, so its backoff starts again from one second.
+QUICK_DEATH = 10.0
+STABLE = 60.0
+MAX_QUICK_DEATHS = 5
+# The services exit 2 when they cannot start at all (port taken, schema out of date): retrying won't help.
+EXIT_CANNOT_START = 2
+DEFAULT_ADMIN_PORT = 50051
+
+# Local probes must never go through an HTTP proxy, and must notice a freshly started server quickly.
+LOCAL_GRPC_OPTIONS = [
+    ("grpc.enable_http_proxy", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    data_dir: Path
+    http_host: str
+    http_port: int
+    admin_port: int
+    parser_port: int
+    actions_port: int
+    database_url: str
+    raw_store_url: str
+    admin_host: str = "127.0.0.1"
+    parser_host: str = "127.0.0.1"
+    actions_host: str = "127.0.0.1"
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        data_dir: str,
+        http_host: str,
+        http_port: int,
+        admin_port: int,
+        parser_port: int,
+        actions_port: int,
+        environ: dict[str, str],
+    ) -> UpConfig:
+        """Flags first; the database and raw store from the environment when set there."""
+        root = Path(data_dir).expanduser().resolve()
+        return cls(
+            data_dir=root,
+            http_host=http_host,
+            http_port=http_port,
+            admin_port=admin_port,
+            parser_port=parser_port,
+            actions_port=actions_port,
+            database_url=environ.get("HOOKBAY_DATABASE_URL") or f"sqlite:///{root / 'hookbay.db'}",
+            raw_store_url=environ.get("HOOKBAY_RAW_STORE_URL") or f"file://{root / 'raw'}",
+            # The services read their bind hosts from the environment too; probe where they will bind.
+            admin_host=environ.get("HOOKBAY_ADMIN_HOST") or "127.0.0.1",
+            parser_host=environ.get("HOOKBAY_PARSER_HOST") or "127.0.0.1",
+            actions_host=environ.get("HOOKBAY_ACTIONS_HOST") or "127.0.0.1",
+        )
+
+    @property
+    def admin_addr(self) -> str:
+        return join_host_port(connect_host(self.admin_host), self.admin_port)
+
+    @property
+    def parser_addr(self) -> str:
+        return join_host_port(connect_host(self.parser_host), self.parser_port)
+
+    @property
+    def actions_addr(self) -> str:
+        return join_host_port(connect_host(self.actions_host), self.actions_port)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{join_host_port(connect_host(self.http_host), self.http_port)}"
+
+    def child_env(self, environ: dict[str, str]) -> dict[str, str]:
+        return {
+            **environ,
+            "HOOKBAY_DATABASE_URL": self.database_url,
+            "HOOKBAY_RAW_STORE_URL": self.raw_store_url,
+            "HOOKBAY_HTTP_HOST": self.http_host,
+            "HOOKBAY_HTTP_PORT": str(self.http_port),
+            "HOOKBAY_ADMIN_PORT": str(self.admin_port),
+            "HOOKBAY_PARSER_PORT": str(self.parser_port),
+            "HOOKBAY_PARSER_ADDR": self.parser_addr,
+            "HOOKBAY_ACTIONS_PORT": str(self.actions_port),
+            "HOOKBAY_ACTIONS_ADDR": self.actions_addr,
+        }
+
+
+def connect_host(bind_host: str) -> str:
+    """Where to connect to reach a server bound on ``bind_host`` (wildcards mean this machine)."""
+    if bind_host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if bind_host == "::":
+        return "::1"
+    return bind_host
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# -- ports -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortUse:
+    host: str
+    port: int
+    label: str  # what listens there, for the message
+    flag: str  # the option that changes it
+
+
+def port_uses(config: UpConfig) -> list[PortUse]:
+    return [
+        PortUse(config.http_host, config.http_port, "HTTP", "--http-port"),
+        PortUse(config.admin_host, config.admin_port, "admin gRPC", "--admin-port"),
+        PortUse(config.parser_host, config.parser_port, "parser gRPC", "--parser-port"),
+        PortUse(config.actions_host, config.actions_port, "actions gRPC", "--actions-port"),
+    ]
+
+
+def check_ports(uses: list[PortUse]) -> None:
+    """Fail with one line naming the flag to change when a port is taken or given twice."""
+    seen: dict[int, PortUse] = {}
+    for use in uses:
+        if use.port in seen:
+            raise CliError(
+                f"port {use.port} is given for both {seen[use.port].label} and {use.label};"
+                f" pick another with {use.flag}"
+            )
+        seen[use.port] = use
+    for use in uses:
+        check_port(use)
+
+
+def check_port(use: PortUse) -> None:
+    family = socket.AF_INET6 if ":" in use.host else socket.AF_INET
+    try:
+        # The services bind with SO_REUSEADDR; do the same so a port in TIME_WAIT does not look taken.
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((use.host, use.port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {use.port} is already in use ({use.label}); pick another with {use.flag}"
+            ) from None
+        if isinstance(exc, socket.gaierror):
+            raise CliError(f"cannot listen on {use.host!r} ({use.label}): unknown host") from None
+        raise CliError(
+            f"cannot listen on {join_host_port(use.host, use.port)} ({use.label}): {exc.strerror or exc};"
+            f" pick another with {use.flag}"
+        ) from None
+
+
+# -- children --------------------------------------------------------------------------------------
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def log(message: str) -> None:
+    print(f"hookbay: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Child:
+    name: str
+    module: str
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0  # deaths since it last ran stably, for the backoff
+    quick_deaths: int = 0  # consecutive deaths within QUICK_DEATH of starting
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        # stdout/stderr are inherited: the services' logs are the user's view of what happens. The
+        # terminal's input stays with `up`.
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self.env, stdin=subprocess.DEVNULL
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def supervise(self, now: float) -> None:
+        """Notice a death and schedule the restart; restart when due. Raises CliError to give up."""
+        if self.popen is not None:
+            code = self.popen.poll()
+            if code is None:
+                return
+            self.popen = None
+            self._died(code, now)
+        if self.restart_at is not None and now >= self.restart_at:
+            self.start()
+
+    def _died(self, code: int, now: float) -> None:
+        lived = now - self.started_at
+        if code == EXIT_CANNOT_START:
+            raise CliError(f"the {self.name} cannot start (its reason is above); stopping Hookbay")
+        self.quick_deaths = self.quick_deaths + 1 if lived < QUICK_DEATH else 0
+        if self.quick_deaths >= MAX_QUICK_DEATHS:
+            raise CliError(
+                f"the {self.name} keeps dying ({self.quick_deaths} times in a row within"
+                f" {QUICK_DEATH:.0f}s of starting, last {describe_exit(code)}); stopping Hookbay"
+            )
+        if lived >= STABLE:
+            self.restarts = 0
+        delay = min(BACKOFF_MAX, 2.0**self.restarts)
+        self.restarts += 1
+        log(f"the {self.name} exited unexpectedly ({describe_exit(code)}); restarting in {delay:.0f}s")
+        self.restart_at = now + delay
+
+    def terminate(self) -> None:
+        if self.alive() and self.popen is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.alive() and self.popen is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
+            self.popen.wait()
+
+
+class Signals:
+    """Counts SIGINT/SIGTERM/SIGHUP: the first asks for a graceful stop, a second hurries it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self.count += 1
+
+
+def stop_children(children: list[Child], signals: Signals, grace: float = STOP_GRACE) -> None:
+    """SIGTERM everyone, wait up to ``grace`` seconds (less if signalled again), SIGKILL the rest."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace
+    first = signals.count
+    hurried = False
+    while any(c.alive() for c in children) and time.monotonic() < deadline:
+        if first and signals.count > first:
+            hurried = True
+            break
+        time.sleep(0.05)
+    for child in children:
+        if child.alive():
+            if not hurried:
+                log(f"the {child.name} did not stop within {grace:.0f}s; killing it")
+            child.kill()
+
+
+# -- readiness -------------------------------------------------------------------------------------
+
+
+class Readiness:
+    """Receiver HTTP /readyz plus gRPC health of the admin API, parser and actions."""
+
+    def __init__(self, config: UpConfig) -> None:
+        self._readyz = f"{config.http_url}/readyz"
+        # urllib would honour http_proxy; a probe of this machine must not.
+        self._http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._closed = False
+        self._checks: list[tuple[grpc.Channel, str]] = [
+            (
+                grpc.insecure_channel(config.admin_addr, options=LOCAL_GRPC_OPTIONS),
+                "hookbay.admin.v1.AdminService",
+            ),
+            (
+                grpc.insecure_channel(config.parser_addr, options=LOCAL_GRPC_OPTIONS),
+                "hookbay.parser.v1.ParserService",
+            ),
+            (
+                grpc.insecure_channel(config.actions_addr, options=LOCAL_GRPC_OPTIONS),
+                "hookbay.actions.v1.ActionsService",
+            ),
+        ]
+
+    def http_ready(self) -> bool:
+        try:
+            with self._http.open(self._readyz, timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def grpc_ready(self, channel: grpc.Channel, service: str) -> bool:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    def ready(self) -> bool:
+        return self.http_ready() and all(self.grpc_ready(ch, svc) for ch, svc in self._checks)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for channel, _ in self._checks:
+            channel.close()
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+# SQLAlchemy and Alembic are imported inside the functions that need them: every other command
+# imports this module and should not pay for them.
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def migrate(database_url: str) -> None:
+    """Run the migrations, turning any failure into one line."""
+    from hookbay_common.db.migrate import upgrade
+
+    try:
+        upgrade(database_url)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CliError(f"cannot migrate the database at {safe_url(database_url)}: {first}") from None
+
+
+def banner(config: UpConfig) -> str:
+    prefix = "" if config.admin_port == DEFAULT_ADMIN_PORT else f"HOOKBAY_ADMIN_ADDR={config.admin_addr} "
+    return "\n".join(
+        [
+            "",
+            "Hookbay is up.",
+            f"  receiver   {config.http_url}   (senders POST to {config.http_url}/V1/Data/<guid>)",
+            f"  admin API  {config.admin_addr}",
+            f"  database   {safe_url(config.database_url)}",
+            f"  raw store  {config.raw_store_url}",
+            "",
+            "Try it:",
+            f"  {prefix}uv run hookbay sources create --name shop      # prints the source's URL",
+            "  curl -X POST --data-binary @order.json -H 'content-type: application/json' <url>",
+            f"  {prefix}uv run hookbay packets list",
+            "",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+    )
+
+
+# (what messages call it, the module ``python -m`` runs)
+SERVICES = [
+    ("receiver", "hookbay_receiver"),
+    ("parser", "hookbay_parser"),
+    ("actions service", "hookbay_actions"),
+]
+
+
+def run(config: UpConfig) -> int:
+    """Run until signalled (exit 0) or until something cannot be kept running (CliError)."""
+    check_ports(port_uses(config))
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create the data directory {config.data_dir}: {exc.strerror or exc}") from None
+    signals = Signals()
+    signals.install()
+    migrate(config.database_url)
+    if signals.count:
+        return 0
+
+    env = config.child_env(dict(os.environ))
+    children = [Child(name, module, env) for name, module in SERVICES]
+    readiness = Readiness(config)
+    try:
+        for child in children:
+            child.start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        ready = False
+        while not signals.count:
+            now = time.monotonic()
+            for child in children:
+                if signals.count:
+                    break  # a child stopping because of our Ctrl-C is not a crash
+                child.supervise(now)
+            if not ready:
+                if all(c.alive() for c in children) and readiness.ready():
+                    ready = True
+                    readiness.close()
+                    print(banner(config), flush=True)
+                elif now > deadline:
+                    raise CliError(
+                        f"Hookbay did not become ready within {READY_TIMEOUT:.0f}s (see the service logs above);"
+                        " stopping"
+                    )
+            time.sleep(POLL)
+        log("stopping (press Ctrl-C again to stop at once)")
+    finally:
+        readiness.close()
+        stop_children(children, signals)
+    log("stopped")
+    return 0
