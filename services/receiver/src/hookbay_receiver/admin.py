@@ -116,6 +116,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             max_body=request.max_body,
             settings=json_format.MessageToDict(request.settings) if request.HasField("settings") else {},
             actions=[rule_from_pb(rule) for rule in request.actions],
+            status=SourceStatus.PAUSED if request.status == pb.SOURCE_STATUS_PAUSED else SourceStatus.ACTIVE,
         )
         log.info("admin.source_created", source=source.name)
         return self._source(source)

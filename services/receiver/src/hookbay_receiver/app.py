@@ -59,6 +59,15 @@ def bind_http(host: str, port: int) -> socket.socket:
     return sock
 
 
+def default_public_url(host: str, port: int) -> str:
+    """A URL senders on this machine can use when no HOOKBAY_PUBLIC_URL is set (a wildcard bind
+    address is not somewhere to send to)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def check_schema(engine: Engine) -> None:
     try:
         current = is_current(engine)
@@ -93,7 +102,7 @@ async def run(settings: ReceiverSettings) -> None:
         sse=settings.s3_sse,
         sse_kms_key_id=settings.s3_sse_kms_key_id,
     )
-    public_url = settings.public_url or f"http://{settings.http_host}:{http_sock.getsockname()[1]}"
+    public_url = settings.public_url or default_public_url(settings.http_host, http_sock.getsockname()[1])
 
     dispatcher = Dispatcher(
         engine,

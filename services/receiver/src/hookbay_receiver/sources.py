@@ -148,12 +148,13 @@ class SourceService:
         max_body: int,
         settings: dict[str, Any],
         actions: list[dict[str, Any]] | None = None,
+        status: SourceStatus = SourceStatus.ACTIVE,
     ) -> Source:
         source = Source(
             name=check_name(name),
             client=client.strip(),
             guid=new_guid(),
-            status=SourceStatus.ACTIVE,
+            status=status,
             format=check_format(fmt),
             max_body=check_max_body(max_body),
             settings=settings,

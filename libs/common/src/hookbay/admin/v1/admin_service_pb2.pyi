@@ -79,20 +79,22 @@ class SourceRef(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., guid: _Optional[str] = ...) -> None: ...
 
 class CreateSourceRequest(_message.Message):
-    __slots__ = ("name", "client", "format", "max_body", "settings", "actions")
+    __slots__ = ("name", "client", "format", "max_body", "settings", "actions", "status")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     MAX_BODY_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     name: str
     client: str
     format: str
     max_body: int
     settings: _struct_pb2.Struct
     actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionRule]
-    def __init__(self, name: _Optional[str] = ..., client: _Optional[str] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.ActionRule, _Mapping]]] = ...) -> None: ...
+    status: SourceStatus
+    def __init__(self, name: _Optional[str] = ..., client: _Optional[str] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.ActionRule, _Mapping]]] = ..., status: _Optional[_Union[SourceStatus, str]] = ...) -> None: ...
 
 class GetSourceRequest(_message.Message):
     __slots__ = ("source",)
