@@ -30,6 +30,8 @@ from hookbay_common.db.engine import make_engine
 from hookbay_common.db.migrate import upgrade
 
 TEST_PG_ENV = "HOOKBAY_TEST_DATABASE_URL"
+# For tests that load one source harder than the default 50/s rate limit allows.
+UNLIMITED = {"rate_limit": {"rate": 100000, "burst": 100000}}
 
 
 def free_port() -> int:
@@ -201,8 +203,13 @@ class Stack:
             self._channel = grpc.insecure_channel(f"127.0.0.1:{self.admin_port}")
         return admin_grpc.AdminServiceStub(self._channel)
 
-    def create_source(self, name: str = "shop", **fields: Any) -> admin_pb.Source:
-        return self.admin.CreateSource(admin_pb.CreateSourceRequest(name=name, **fields), timeout=10)
+    def create_source(
+        self, name: str = "shop", settings: dict[str, Any] | None = None, **fields: Any
+    ) -> admin_pb.Source:
+        request = admin_pb.CreateSourceRequest(name=name, **fields)
+        if settings:
+            request.settings.update(settings)
+        return self.admin.CreateSource(request, timeout=10)
 
     def url(self, source: admin_pb.Source, port: int | None = None) -> str:
         return f"http://127.0.0.1:{port or self.http_port}/V1/Data/{source.guid}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import httpx
-from harness import FaultProxy, Stack, wait_until
+from harness import UNLIMITED, FaultProxy, Stack, wait_until
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -90,7 +90,7 @@ def test_sigkill_during_posts_loses_no_acknowledged_packet(stack: Stack) -> None
     print(f"seed={seed}")
     rng = random.Random(seed)
     receiver = stack.receiver()
-    source = stack.create_source("crashy")
+    source = stack.create_source("crashy", settings=UNLIMITED)
     url = stack.url(source)
     acked: dict[str, bytes] = {}
     sent: set[str] = set()
@@ -234,7 +234,7 @@ def test_two_receivers_never_hand_one_packet_to_the_parser_concurrently(tmp_path
             HOOKBAY_HTTP_PORT=str(second_http),
             HOOKBAY_ADMIN_PORT=str(free_port()),
         )
-        source = stack.create_source("shared")
+        source = stack.create_source("shared", settings=UNLIMITED)
         urls = [stack.url(source), stack.url(source, port=second_http)]
         with httpx.Client(timeout=10) as http:
             # The parser is not up yet: packets queue in the outbox and are retried with backoff.

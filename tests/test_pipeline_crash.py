@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import SmtpSink, Stack, wait_until
+from harness import UNLIMITED, SmtpSink, Stack, wait_until
 from sqlalchemy import text
 
 from hookbay.types.v1 import types_pb2
@@ -70,6 +70,7 @@ def test_sigkill_parser_and_actions_mid_stream(tmp_path: Path, database_url: str
         source = stack.create_source(
             "orders",
             format="json",
+            settings=UNLIMITED,
             actions=[
                 types_pb2.ActionRule(
                     name="confirm",

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from harness import Stack, wait_until
+from harness import UNLIMITED, Stack, wait_until
 
 from hookbay.admin.v1 import admin_service_pb2 as admin_pb
 
@@ -149,7 +149,7 @@ def test_oversized_body_is_refused_without_reading_it_all(stack: Stack) -> None:
 
 def test_fifty_concurrent_clients_all_acknowledged_and_stored(stack: Stack) -> None:
     stack.receiver()
-    source = stack.create_source("busy")
+    source = stack.create_source("busy", settings=UNLIMITED)
     url = stack.url(source)
     barrier = threading.Barrier(50)
 

@@ -38,6 +38,8 @@ def _row(source_id: uuid.UUID, n: int) -> dict:
         "last_error": None,
         "parsed_at": None,
         "archived_at": None,
+        "dedup_key": None,
+        "receipts": 1,
     }
 
 

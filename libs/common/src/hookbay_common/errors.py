@@ -35,6 +35,26 @@ class AlreadyExists(HookbayError):
     code = "already_exists"
 
 
+class Unauthenticated(HookbayError):
+    """A signature or credential check failed."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    code = "unauthorized"
+
+
+class UnsupportedMediaType(HookbayError):
+    http_status = 415
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    code = "unsupported_media_type"
+
+
+class RateLimited(HookbayError):
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "rate_limited"
+
+
 class PayloadTooLarge(HookbayError):
     http_status = 413
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED

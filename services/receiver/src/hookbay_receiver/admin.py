@@ -30,8 +30,10 @@ from hookbay_common.db.models import Packet, PacketStatus, Source, SourceStatus
 from hookbay_common.errors import HookbayError, InvalidArgument, NotFound, Unavailable, grpc_abort
 from hookbay_common.grpc_server import Service
 from hookbay_common.ids import parse_uuid
+from hookbay_receiver.dedup import dedup_key
 from hookbay_receiver.intake import Incoming, IntakeService
 from hookbay_receiver.packets import PacketService
+from hookbay_receiver.source_config import redact
 from hookbay_receiver.sources import SourceInfo, SourceService, normalize_guid
 
 log = structlog.get_logger("hookbay.receiver.admin")
@@ -41,6 +43,7 @@ PACKET_STATUS = {
     PacketStatus.PARSED: pb.PACKET_STATUS_PARSED,
     PacketStatus.FAILED: pb.PACKET_STATUS_FAILED,
     PacketStatus.IGNORED: pb.PACKET_STATUS_IGNORED,
+    PacketStatus.REJECTED: pb.PACKET_STATUS_REJECTED,
 }
 PACKET_STATUS_NAMES = {v: k.value for k, v in PACKET_STATUS.items()}
 
@@ -102,7 +105,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             updated_at=timestamp(source.updated_at),
         )
         if source.settings:
-            message.settings.update(source.settings)
+            message.settings.update(redact(source.settings))
+        if source.previous_guid and source.previous_guid_expires_at:
+            message.previous_guid = source.previous_guid
+            message.previous_guid_expires_at.CopyFrom(timestamp(source.previous_guid_expires_at))
         message.actions.extend(rule_to_pb(rule) for rule in source.actions or [])
         return message
 
@@ -159,7 +165,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     @_mapped
     async def RotateSourceGuid(self, request: pb.RotateSourceGuidRequest, context: Any) -> pb.Source:
-        source = await asyncio.to_thread(self._sources.rotate_guid, source_ref(request.source))
+        source = await asyncio.to_thread(
+            self._sources.rotate_guid, source_ref(request.source), request.overlap_seconds
+        )
         log.info("admin.source_guid_rotated", source=source.name)
         return self._source(source)
 
@@ -185,6 +193,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             format=packet.parsed_format or "",
             record_count=packet.record_count,
             actions_state=packet.actions_state or "",
+            receipts=packet.receipts,
         )
 
     @_mapped
@@ -296,6 +305,7 @@ class IngestServicer(ingest_grpc.IngestServiceServicer):
         source = await self._resolve(request.source)
         headers = [(h.name.lower(), h.value) for h in request.headers]
         content_type = request.content_type or next((v for n, v in headers if n == "content-type"), "")
+        self._intake.admit(source, content_type)
         peer = context.peer() if hasattr(context, "peer") else ""
         incoming = Incoming(
             method="GRPC",
@@ -305,8 +315,11 @@ class IngestServicer(ingest_grpc.IngestServiceServicer):
             client_addr=(peer or "")[:64],
             body=request.body,
         )
-        packet_id = await self._intake.accept(source, incoming)
-        return ingest_pb.SubmitPacketResponse(id=str(packet_id))
+        key = (
+            dedup_key(source.door, incoming.header_map(), content_type, request.body) if source.door else None
+        )
+        accepted = await self._intake.accept(source, incoming, dedup=key)
+        return ingest_pb.SubmitPacketResponse(id=str(accepted.packet_id))
 
 
 def admin_services(admin: AdminServicer, ingest: IngestServicer) -> list[Service]:

@@ -134,7 +134,7 @@ async def run(settings: ReceiverSettings) -> None:
         ),
     )
     archiver = Archiver(engine, store, after=settings.archive_after, batch=settings.archive_batch)
-    app = create_app(intake, ready=lambda: ready(engine))
+    app = create_app(intake, ready=lambda: ready(engine), public_url=settings.public_url)
     server = _Server(
         uvicorn.Config(
             app,

@@ -13,12 +13,13 @@ from starlette.status import HTTP_408_REQUEST_TIMEOUT
 
 from hookbay_common.errors import HookbayError, PayloadTooLarge
 from hookbay_common.logging import guid_prefix
+from hookbay_receiver.handshakes import Reply
 from hookbay_receiver.intake import Incoming, IntakeService
 
 log = structlog.get_logger("hookbay.receiver.http")
 
 DATA_PATHS = ("/V1/Data/{guid}", "/v1/data/{guid}")
-OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+OTHER_METHODS = ["PUT", "PATCH", "DELETE", "HEAD"]
 
 
 def error_response(status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
@@ -27,7 +28,11 @@ def error_response(status: int, code: str, message: str, retry_after: int | None
 
 
 def create_app(
-    intake: IntakeService, *, ready: Callable[[], Awaitable[bool]], body_timeout: float = 10.0
+    intake: IntakeService,
+    *,
+    ready: Callable[[], Awaitable[bool]],
+    body_timeout: float = 10.0,
+    public_url: str | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Hookbay receiver", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -47,44 +52,62 @@ def create_app(
             response.headers.update(exc.headers)
         return response
 
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else ""
+
+    def public(request: Request) -> str:
+        """The URL the sender addressed, as signature schemes that sign it (Twilio, HubSpot) saw it."""
+        if not public_url:
+            return str(request.url)
+        query = request.url.query
+        return public_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")
+
     async def receive(guid: str, request: Request) -> Response:
-        source = await intake.resolve(guid)
+        source = await intake.resolve(guid, client_of(request))
         structlog.contextvars.bind_contextvars(source=source.name, guid=guid_prefix(source.guid))
-        limit = intake.limit_for(source)
+        content_type = request.headers.get("content-type", "")
+        intake.admit(source, content_type)
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"body exceeds this source's limit of {limit} bytes")
+        if declared is not None and declared.isdigit():
+            intake.check_size(source, int(declared))
         try:
             async with asyncio.timeout(body_timeout):
-                body = await _read_limited(request, limit)
+                body = await _read_limited(request, intake.limit_for(source))
         except TimeoutError:
-            return error_response(
+            response = error_response(
                 HTTP_408_REQUEST_TIMEOUT, "request_timeout", "the body was not sent in time"
             )
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw]
-        client = request.client
+            response.headers["Connection"] = "close"
+            return response
         incoming = Incoming(
             method=request.method,
             query_string=request.url.query,
-            headers=headers,
-            content_type=request.headers.get("content-type", ""),
-            client_addr=client.host if client else "",
+            headers=[(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw],
+            content_type=content_type,
+            client_addr=client_of(request),
             body=body,
+            url=public(request),
         )
-        packet_id = await intake.accept(source, incoming)
-        return Response(
-            content=b'{"id":"%s","status":"accepted"}' % str(packet_id).encode(),
-            media_type="application/json",
-        )
+        return _response(await intake.receive(source, incoming))
 
-    async def method_not_allowed(guid: str) -> JSONResponse:
-        response = error_response(405, "method_not_allowed", "send packets with POST")
-        response.headers["Allow"] = "POST"
-        return response
+    async def probe(guid: str, request: Request) -> Response:
+        """GET and OPTIONS: senders' verification handshakes, otherwise 405."""
+        source = await intake.resolve(guid, client_of(request))
+        if request.method == "GET":
+            reply = intake.on_get(source, request.url.query)
+        elif request.method == "OPTIONS":
+            reply = intake.on_options(source, {k.lower(): v for k, v in request.headers.items()})
+        else:
+            reply = None
+        return _response(reply) if reply is not None else method_not_allowed()
+
+    async def other(guid: str) -> JSONResponse:
+        return method_not_allowed()
 
     for path in DATA_PATHS:
         app.add_api_route(path, receive, methods=["POST"], include_in_schema=False)
-        app.add_api_route(path, method_not_allowed, methods=OTHER_METHODS, include_in_schema=False)
+        app.add_api_route(path, probe, methods=["GET", "OPTIONS"], include_in_schema=False)
+        app.add_api_route(path, other, methods=OTHER_METHODS, include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -97,6 +120,19 @@ def create_app(
         return error_response(503, "unavailable", "the database is unreachable", retry_after=1)
 
     return app
+
+
+def method_not_allowed() -> JSONResponse:
+    response = error_response(405, "method_not_allowed", "send packets with POST")
+    response.headers["Allow"] = "POST"
+    return response
+
+
+def _response(reply: Reply) -> Response:
+    response = Response(content=reply.body, status_code=reply.status, media_type=reply.content_type)
+    for name, value in reply.headers:
+        response.headers[name] = value
+    return response
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

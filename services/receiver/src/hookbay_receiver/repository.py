@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,10 @@ from hookbay_common.errors import AlreadyExists, InvalidArgument, NotFound
 
 
 def source_by_guid(session: Session, guid: str) -> Source | None:
-    return session.execute(select(Source).where(Source.guid == guid)).scalar_one_or_none()
+    """The source whose current GUID this is, or whose previous one (still within its overlap)."""
+    return session.execute(
+        select(Source).where((Source.guid == guid) | (Source.previous_guid == guid)).limit(1)
+    ).scalar_one_or_none()
 
 
 def source_by(
@@ -73,9 +77,46 @@ def source_names(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
 # ---- packets: receipt ----------------------------------------------------------------------------
 
 
-def insert_packets(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """One multi-row insert; the caller commits the whole group at once."""
-    conn.execute(insert(Packet), rows)
+def insert_packets(conn: Connection, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """Insert a group of packets in the caller's transaction; return each row's packet id.
+
+    A row with a dedup key that is already stored (or that appears earlier in the same group)
+    inserts nothing: it counts one more receipt on the original and gets the original's id. The
+    unique (source_id, dedup_key) constraint decides, so concurrent receivers cannot both insert.
+    """
+    plain = [row for row in rows if row["dedup_key"] is None]
+    if plain:
+        conn.execute(insert(Packet), plain)
+    firsts: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+    repeats: dict[tuple[uuid.UUID, str], int] = {}
+    for row in rows:
+        if row["dedup_key"] is not None:
+            key = (row["source_id"], row["dedup_key"])
+            if key in firsts:
+                repeats[key] = repeats.get(key, 0) + 1
+            else:
+                firsts[key] = row
+    stored: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+    if firsts:
+        upsert = _dialect_insert(conn)(Packet).on_conflict_do_update(
+            index_elements=[Packet.source_id, Packet.dedup_key], set_={"receipts": Packet.receipts + 1}
+        )
+        ids = (
+            conn.execute(upsert.returning(Packet.id, sort_by_parameter_order=True), list(firsts.values()))
+            .scalars()
+            .all()
+        )
+        stored = dict(zip(firsts, ids, strict=True))
+    for key, extra in repeats.items():
+        conn.execute(update(Packet).where(Packet.id == stored[key]).values(receipts=Packet.receipts + extra))
+    return [
+        row["id"] if row["dedup_key"] is None else stored[(row["source_id"], row["dedup_key"])]
+        for row in rows
+    ]
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 # ---- packets: the outbox -------------------------------------------------------------------------

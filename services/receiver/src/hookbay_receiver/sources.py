@@ -7,17 +7,19 @@ import functools
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from hookbay_common.db.engine import unit_of_work
-from hookbay_common.db.models import Source, SourceStatus
+from hookbay_common.db.models import Source, SourceStatus, utcnow
 from hookbay_common.errors import InvalidArgument, Unavailable
 from hookbay_common.formats import FORMATS
 from hookbay_common.ids import new_guid, parse_uuid
 from hookbay_common.rules import validate_rules
 from hookbay_receiver import repository
+from hookbay_receiver.source_config import DoorConfig, compile_settings, validate_settings
 
 MAX_NAME = 200
 
@@ -32,9 +34,20 @@ class SourceInfo:
     active: bool
     max_body: int
     format: str
+    door: DoorConfig | None
+    # Why the settings could not be compiled here (a secrets_env variable missing in this
+    # process): deliveries then get 503 rather than being let in unverified.
+    config_error: str | None = None
+    previous_guid: str | None = None
+    previous_guid_expires_at: datetime | None = None
 
     @classmethod
     def of(cls, source: Source) -> SourceInfo:
+        door, error = None, None
+        try:
+            door = compile_settings(source.settings or {})
+        except InvalidArgument as exc:
+            error = exc.message
         return cls(
             id=source.id,
             name=source.name,
@@ -42,6 +55,20 @@ class SourceInfo:
             active=source.status == SourceStatus.ACTIVE,
             max_body=source.max_body,
             format=source.format,
+            door=door,
+            config_error=error,
+            previous_guid=source.previous_guid,
+            previous_guid_expires_at=source.previous_guid_expires_at,
+        )
+
+    def accepts_guid(self, guid: str, now: datetime) -> bool:
+        """The current GUID always; the previous one only until its overlap ends."""
+        if guid == self.guid:
+            return True
+        return (
+            guid == self.previous_guid
+            and self.previous_guid_expires_at is not None
+            and now < self.previous_guid_expires_at
         )
 
 
@@ -157,7 +184,7 @@ class SourceService:
             status=status,
             format=check_format(fmt),
             max_body=check_max_body(max_body),
-            settings=settings,
+            settings=validate_settings(settings),
             actions=validate_rules(actions or []),
         )
         with unit_of_work(self._factory) as session:
@@ -183,7 +210,7 @@ class SourceService:
             if "max_body" in changes:
                 source.max_body = check_max_body(changes["max_body"])
             if "settings" in changes:
-                source.settings = changes["settings"]
+                source.settings = validate_settings(changes["settings"])
             if "actions" in changes:
                 source.actions = validate_rules(changes["actions"])
             if "status" in changes:
@@ -192,10 +219,20 @@ class SourceService:
         self._cache.invalidate(source.guid)
         return source
 
-    def rotate_guid(self, ref: dict[str, Any]) -> Source:
+    def rotate_guid(self, ref: dict[str, Any], overlap_seconds: int = 0) -> Source:
+        """A new GUID; the old one keeps working for ``overlap_seconds`` (0 revokes it at once)."""
+        if overlap_seconds < 0:
+            raise InvalidArgument("overlap must not be negative")
         with unit_of_work(self._factory) as session:
             source = repository.source_by(session, **ref)
+            stale = source.previous_guid
             old = source.guid
             source.guid = new_guid()
-        self._cache.invalidate(old, source.guid)
+            if overlap_seconds:
+                source.previous_guid = old
+                source.previous_guid_expires_at = utcnow() + timedelta(seconds=overlap_seconds)
+            else:
+                source.previous_guid = None
+                source.previous_guid_expires_at = None
+        self._cache.invalidate(*(g for g in (old, stale, source.guid) if g))
         return source

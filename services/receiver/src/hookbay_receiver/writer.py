@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +22,7 @@ from hookbay_receiver import repository
 
 log = structlog.get_logger("hookbay.receiver.writer")
 
-Item = tuple[dict[str, Any], asyncio.Future[None]]
+Item = tuple[dict[str, Any], "asyncio.Future[uuid.UUID]"]
 
 
 class GroupCommitWriter:
@@ -57,15 +58,16 @@ class GroupCommitWriter:
         self._task = None
         self._thread.shutdown(wait=False)
 
-    async def write(self, row: dict[str, Any], timeout: float) -> None:
-        """Return once ``row`` is committed; raise :class:`Unavailable` if that cannot happen in time."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def write(self, row: dict[str, Any], timeout: float) -> uuid.UUID:
+        """Return once ``row`` is committed, with its packet id (the original's, for a duplicate
+        delivery); raise :class:`Unavailable` if that cannot happen in time."""
+        future: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((row, future))
         except asyncio.QueueFull:
             raise Unavailable("the database is not keeping up; retry later", retry_after=1) from None
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.add_done_callback(_consume)
             # The row may still commit later; the sender's retry then stores a second copy, which is
@@ -95,7 +97,7 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[Item]) -> None:
         rows = [row for row, _ in batch]
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows)
+            ids = await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows)
         except Exception as exc:  # any database failure: nobody in this group is acknowledged
             log.warning("receiver.group_commit_failed", packets=len(rows), error=type(exc).__name__)
             error = Unavailable("the database is unavailable; retry later", retry_after=1)
@@ -103,21 +105,21 @@ class GroupCommitWriter:
                 if not future.done():
                     future.set_exception(error)
         else:
-            for _, future in batch:
+            for (_, future), packet_id in zip(batch, ids, strict=True):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(packet_id)
             if self._on_commit is not None:
                 self._on_commit(len(rows))
         finally:
             for _ in batch:
                 self._queue.task_done()
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
         with self._engine.begin() as conn:
-            repository.insert_packets(conn, rows)
+            return repository.insert_packets(conn, rows)
 
 
-def _consume(future: asyncio.Future[None]) -> None:
+def _consume(future: asyncio.Future[uuid.UUID]) -> None:
     """Retrieve a late outcome nobody waits for any more, so asyncio does not report it as lost."""
     if not future.cancelled():
         future.exception()

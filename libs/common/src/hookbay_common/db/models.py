@@ -75,6 +75,8 @@ class PacketStatus(StrEnum):
     PARSED = "parsed"
     FAILED = "failed"
     IGNORED = "ignored"
+    # Refused at the door (bad signature) but kept because the source asked for a quarantine.
+    REJECTED = "rejected"
 
 
 class ActionsState(StrEnum):
@@ -99,6 +101,9 @@ class Source(Base):
     client: Mapped[str] = mapped_column(String(200), default="", server_default="")
     name: Mapped[str] = mapped_column(String(200), unique=True)
     guid: Mapped[str] = mapped_column(String(36), unique=True)
+    # After a rotation with overlap the old GUID keeps working until previous_guid_expires_at.
+    previous_guid: Mapped[str | None] = mapped_column(String(36), unique=True, nullable=True)
+    previous_guid_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=SourceStatus.ACTIVE)
     format: Mapped[str] = mapped_column(String(32), default="auto", server_default="auto")
     max_body: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
@@ -124,6 +129,9 @@ class Packet(Base):
     client_addr: Mapped[str] = mapped_column(String(64), default="")
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    # The sender's delivery id (hashed); unique per source, so a retried delivery is stored once.
+    dedup_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    receipts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # The raw bytes live here from receipt until the archiver has copied them to the raw store,
     # so that one commit makes a packet durable.
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -144,6 +152,7 @@ class Packet(Base):
     actions_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     __table_args__ = (
+        UniqueConstraint("source_id", "dedup_key", name="uq_packets_source_dedup"),
         Index("ix_packets_source_received", "source_id", "received_at"),
         Index("ix_packets_status_received", "status", "received_at"),
         Index(

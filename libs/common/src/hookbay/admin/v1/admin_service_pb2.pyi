@@ -25,6 +25,7 @@ class PacketStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PACKET_STATUS_PARSED: _ClassVar[PacketStatus]
     PACKET_STATUS_FAILED: _ClassVar[PacketStatus]
     PACKET_STATUS_IGNORED: _ClassVar[PacketStatus]
+    PACKET_STATUS_REJECTED: _ClassVar[PacketStatus]
 SOURCE_STATUS_UNSPECIFIED: SourceStatus
 SOURCE_STATUS_ACTIVE: SourceStatus
 SOURCE_STATUS_PAUSED: SourceStatus
@@ -33,9 +34,10 @@ PACKET_STATUS_RECEIVED: PacketStatus
 PACKET_STATUS_PARSED: PacketStatus
 PACKET_STATUS_FAILED: PacketStatus
 PACKET_STATUS_IGNORED: PacketStatus
+PACKET_STATUS_REJECTED: PacketStatus
 
 class Source(_message.Message):
-    __slots__ = ("id", "name", "client", "guid", "status", "format", "max_body", "settings", "url", "created_at", "updated_at", "actions")
+    __slots__ = ("id", "name", "client", "guid", "status", "format", "max_body", "settings", "url", "created_at", "updated_at", "actions", "previous_guid", "previous_guid_expires_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +50,8 @@ class Source(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_GUID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_GUID_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     client: str
@@ -60,7 +64,9 @@ class Source(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionRule]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., client: _Optional[str] = ..., guid: _Optional[str] = ..., status: _Optional[_Union[SourceStatus, str]] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.ActionRule, _Mapping]]] = ...) -> None: ...
+    previous_guid: str
+    previous_guid_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., client: _Optional[str] = ..., guid: _Optional[str] = ..., status: _Optional[_Union[SourceStatus, str]] = ..., format: _Optional[str] = ..., max_body: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.ActionRule, _Mapping]]] = ..., previous_guid: _Optional[str] = ..., previous_guid_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ActionRules(_message.Message):
     __slots__ = ("rules",)
@@ -145,10 +151,12 @@ class ResumeSourceRequest(_message.Message):
     def __init__(self, source: _Optional[_Union[SourceRef, _Mapping]] = ...) -> None: ...
 
 class RotateSourceGuidRequest(_message.Message):
-    __slots__ = ("source",)
+    __slots__ = ("source", "overlap_seconds")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     source: SourceRef
-    def __init__(self, source: _Optional[_Union[SourceRef, _Mapping]] = ...) -> None: ...
+    overlap_seconds: int
+    def __init__(self, source: _Optional[_Union[SourceRef, _Mapping]] = ..., overlap_seconds: _Optional[int] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("name", "value")
@@ -159,7 +167,7 @@ class Header(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Packet(_message.Message):
-    __slots__ = ("id", "source", "source_id", "status", "method", "query_string", "headers", "content_type", "client_addr", "size", "sha256", "received_at", "attempts", "error", "parsed_at", "archived", "raw_key", "format", "record_count", "actions_state")
+    __slots__ = ("id", "source", "source_id", "status", "method", "query_string", "headers", "content_type", "client_addr", "size", "sha256", "received_at", "attempts", "error", "parsed_at", "archived", "raw_key", "format", "record_count", "actions_state", "receipts")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +188,7 @@ class Packet(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_STATE_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     source_id: str
@@ -200,7 +209,8 @@ class Packet(_message.Message):
     format: str
     record_count: int
     actions_state: str
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., source_id: _Optional[str] = ..., status: _Optional[_Union[PacketStatus, str]] = ..., method: _Optional[str] = ..., query_string: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., content_type: _Optional[str] = ..., client_addr: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., parsed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., archived: _Optional[bool] = ..., raw_key: _Optional[str] = ..., format: _Optional[str] = ..., record_count: _Optional[int] = ..., actions_state: _Optional[str] = ...) -> None: ...
+    receipts: int
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., source_id: _Optional[str] = ..., status: _Optional[_Union[PacketStatus, str]] = ..., method: _Optional[str] = ..., query_string: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., content_type: _Optional[str] = ..., client_addr: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., parsed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., archived: _Optional[bool] = ..., raw_key: _Optional[str] = ..., format: _Optional[str] = ..., record_count: _Optional[int] = ..., actions_state: _Optional[str] = ..., receipts: _Optional[int] = ...) -> None: ...
 
 class ListPacketsRequest(_message.Message):
     __slots__ = ("source", "status", "received_after", "received_before", "page_size", "page_token")

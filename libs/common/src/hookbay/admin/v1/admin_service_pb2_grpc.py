@@ -151,7 +151,7 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RotateSourceGuid(self, request, context):
-        """Issues a new GUID; the old one stops working.
+        """Issues a new GUID; the old one keeps working for overlap_seconds (0: it stops at once).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
