@@ -242,3 +242,53 @@ def test_grpc_ingest_has_the_same_rules(stack: Stack, via: str) -> None:
         ingest.SubmitPacket(ingest_pb.SubmitPacketRequest(source="nope", body=b"x"), timeout=10)
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert stack.packet_count() == 1
+
+
+def test_slow_and_oversized_clients_are_cut_off(stack: Stack) -> None:
+    """Slowloris: a client that trickles its headers, or sends none, loses the connection; a
+    client trickling its body gets 408; headers past the cap get 431."""
+    import socket
+    import time
+
+    stack.receiver(HOOKBAY_HEADER_TIMEOUT="1", HOOKBAY_BODY_TIMEOUT="1", HOOKBAY_MAX_HEADER_BYTES="8192")
+    source = stack.create_source("slow")
+    path = f"/V1/Data/{source.guid}"
+
+    def connect() -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", stack.http_port), timeout=5)
+        sock.settimeout(5)
+        return sock
+
+    def read_all(sock: socket.socket) -> bytes:
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+    started = time.monotonic()
+    idle = connect()
+    assert read_all(idle).startswith(b"HTTP/1.1 408")  # said nothing at all
+    assert time.monotonic() - started < 4
+
+    trickle = connect()
+    trickle.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode())
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        for _ in range(20):
+            trickle.sendall(b"X")
+            time.sleep(0.3)
+    assert time.monotonic() - started < 4
+
+    slow_body = connect()
+    slow_body.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{'a' * 10}".encode())
+    assert read_all(slow_body).startswith(b"HTTP/1.1 408")
+
+    big = connect()
+    big.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 20000}\r\nContent-Length: 1\r\n\r\nz".encode())
+    assert read_all(big).startswith(b"HTTP/1.1 431")
+    assert stack.packet_count() == 0
+
+    # An ordinary client is unaffected, also across a kept-alive connection.
+    for _ in range(3):
+        assert stack.http.post(stack.url(source), content=b"ok").status_code == 200
+    assert stack.packet_count() == 3

@@ -50,6 +50,13 @@ class ReceiverSettings(CommonSettings):
     max_body: int = Field(
         default=1024 * 1024, description="Default body limit in bytes (per source overrides)."
     )
+    header_timeout: float = Field(
+        default=10.0, description="Seconds a client has to send the request line and headers."
+    )
+    body_timeout: float = Field(default=10.0, description="Seconds a client has to send the body.")
+    max_header_bytes: int = Field(
+        default=64 * 1024, description="Largest request line plus headers, in bytes (431 beyond)."
+    )
     commit_interval_ms: float = Field(
         default=2.0, description="Longest a packet waits for others to share its group commit."
     )

@@ -27,6 +27,7 @@ from hookbay_receiver.dispatcher import Dispatcher
 from hookbay_receiver.http import create_app
 from hookbay_receiver.intake import IntakeService
 from hookbay_receiver.packets import PacketService
+from hookbay_receiver.protocol import guarded_protocol
 from hookbay_receiver.sources import SourceCache, SourceService
 from hookbay_receiver.writer import GroupCommitWriter
 
@@ -134,7 +135,12 @@ async def run(settings: ReceiverSettings) -> None:
         ),
     )
     archiver = Archiver(engine, store, after=settings.archive_after, batch=settings.archive_batch)
-    app = create_app(intake, ready=lambda: ready(engine), public_url=settings.public_url)
+    app = create_app(
+        intake,
+        ready=lambda: ready(engine),
+        body_timeout=settings.body_timeout,
+        public_url=settings.public_url,
+    )
     server = _Server(
         uvicorn.Config(
             app,
@@ -148,6 +154,7 @@ async def run(settings: ReceiverSettings) -> None:
             timeout_keep_alive=5,
             timeout_graceful_shutdown=20,
             backlog=2048,
+            http=guarded_protocol(settings.header_timeout, settings.max_header_bytes),
         )
     )
 
