@@ -307,6 +307,26 @@ def test_every_format_end_to_end(pipeline: Stack) -> None:
     assert all(line[0] == "invoice.line" for line in lines)
 
 
+def test_github_form_mode_is_parsed_as_the_json_it_carries(pipeline: Stack) -> None:
+    from urllib.parse import quote_plus
+
+    source = pipeline.create_source("github-form")
+    payload = json.dumps({"ref": "refs/heads/main", "repository": {"pushed_at": 1733234567, "id": 2**70}})
+    packet_id = pipeline.http.post(
+        pipeline.url(source),
+        content=b"payload=" + quote_plus(payload).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-GitHub-Event": "push"},
+    ).json()["id"]
+    packet = wait_status(pipeline, packet_id)
+    assert packet.status == admin_pb.PACKET_STATUS_PARSED, packet.error
+    assert packet.format == "json"
+    (record,) = records_of(pipeline, packet_id)
+    data = json.loads(record.data_json)
+    assert data["repository.pushed_at"] == 1733234567
+    assert data["repository.id"] == 2**70
+    assert pipeline.raw(packet_id).startswith(b"payload=")  # the raw bytes stay as sent
+
+
 def test_hostile_input_fails_cleanly_and_never_calls_out(pipeline: Stack) -> None:
     import socket
     import threading

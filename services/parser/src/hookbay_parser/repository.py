@@ -22,6 +22,7 @@ class PacketToParse:
     content_type: str
     format: str
     has_actions: bool
+    headers: list
 
 
 def packet_to_parse(conn: Connection, packet_id: uuid.UUID) -> PacketToParse | None:
@@ -31,6 +32,7 @@ def packet_to_parse(conn: Connection, packet_id: uuid.UUID) -> PacketToParse | N
             Packet.source_id,
             Packet.status,
             Packet.content_type,
+            Packet.headers,
             Source.name,
             Source.format,
             Source.actions,
@@ -48,6 +50,7 @@ def packet_to_parse(conn: Connection, packet_id: uuid.UUID) -> PacketToParse | N
         content_type=row.content_type,
         format=row.format,
         has_actions=bool(row.actions),
+        headers=list(row.headers or []),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from sqlalchemy import Engine
@@ -47,6 +48,13 @@ class ParseService:
         except OSError as exc:  # the raw store (S3, files) did not answer
             log.warning("parser.raw_store_error", packet_id=packet_id, error=type(exc).__name__)
             return Outcome(packet_id, "retry", error="raw store unavailable")
+        except Exception as exc:
+            # A bug of ours, not the sender's: fail this packet with a pointer to the logs rather than
+            # redeliver it forever. The raw bytes are kept; a re-parse after the fix recovers it.
+            log.exception("parser.internal_error", packet_id=packet_id)
+            return self._fail(
+                pid, f"internal error while parsing ({type(exc).__name__}); see the parser's logs"
+            )
 
     def _parse(self, pid: uuid.UUID) -> Outcome:
         with self._engine.connect() as conn:
@@ -63,8 +71,9 @@ class ParseService:
             return self._finish(packet, body)
 
     def _finish(self, packet: repository.PacketToParse, body: bytes) -> Outcome:
+        content_type, body = github_form_payload(packet.headers, packet.content_type, body)
         try:
-            fmt, records = parse(body, packet.content_type, packet.format, self._limits)
+            fmt, records = parse(body, content_type, packet.format, self._limits)
             status, error = PacketStatus.PARSED, None
         except ParseError as exc:
             fmt, records, status, error = packet.format, [], PacketStatus.FAILED, str(exc)
@@ -98,6 +107,24 @@ class ParseService:
         )
         return Outcome(str(packet.id), status.value, len(rows), error or "")
 
+    def _fail(self, pid: uuid.UUID, error: str) -> Outcome:
+        try:
+            with self._engine.begin() as conn:
+                packet = repository.packet_to_parse(conn, pid)
+                if packet is None or not repository.finish_packet(
+                    conn,
+                    packet,
+                    status=PacketStatus.FAILED,
+                    parsed_format=None,
+                    records=[],
+                    error=error,
+                    now=utcnow(),
+                ):
+                    return Outcome(str(pid), "retry", error=error)
+        except SQLAlchemyError:
+            return Outcome(str(pid), "retry", error=error)
+        return Outcome(str(pid), "failed", error=error)
+
     def preview(
         self, source: str, fmt: str, content_type: str, body: bytes
     ) -> tuple[str, list[ParsedRecord]]:
@@ -108,6 +135,16 @@ class ParseService:
                 raise NotFound(f"no source named {source!r}")
             fmt = found[1]
         return parse(body, content_type, fmt or "auto", self._limits)
+
+
+def github_form_payload(headers: list, content_type: str, body: bytes) -> tuple[str, bytes]:
+    """GitHub's form mode posts one field, ``payload=<url-encoded JSON>``: parse the JSON it carries."""
+    is_github = any(name == "x-github-event" for name, _ in headers)
+    if not is_github or not body.startswith(b"payload=") or b"&" in body:
+        return content_type, body
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return content_type, body
+    return "application/json", unquote_to_bytes(body[len(b"payload=") :].replace(b"+", b" "))
 
 
 def _row(packet_id: uuid.UUID, source_id: uuid.UUID, record: ParsedRecord, now: object) -> dict:
