@@ -284,7 +284,9 @@ def test_slow_and_oversized_clients_are_cut_off(stack: Stack) -> None:
     assert read_all(slow_body).startswith(b"HTTP/1.1 408")
 
     big = connect()
-    big.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 20000}\r\nContent-Length: 1\r\n\r\nz".encode())
+    big.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 20000}\r\nContent-Length: 1\r\n\r\nz".encode()
+    )
     assert read_all(big).startswith(b"HTTP/1.1 431")
     assert stack.packet_count() == 0
 

@@ -23,35 +23,45 @@ class PacketToParse:
     format: str
     has_actions: bool
     headers: list
+    body: bytes | None  # inline until archived
+    raw_key: str | None
 
 
-def packet_to_parse(conn: Connection, packet_id: uuid.UUID) -> PacketToParse | None:
-    row = conn.execute(
+def packets_to_parse(conn: Connection, packet_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, PacketToParse]:
+    """Everything parsing needs, for a whole batch in one query (bodies included while inline)."""
+    if not packet_ids:
+        return {}
+    rows = conn.execute(
         select(
             Packet.id,
             Packet.source_id,
             Packet.status,
             Packet.content_type,
             Packet.headers,
+            Packet.body,
+            Packet.raw_key,
             Source.name,
             Source.format,
             Source.actions,
         )
         .join(Source, Source.id == Packet.source_id)
-        .where(Packet.id == packet_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    return PacketToParse(
-        id=row.id,
-        source_id=row.source_id,
-        source_name=row.name,
-        status=row.status,
-        content_type=row.content_type,
-        format=row.format,
-        has_actions=bool(row.actions),
-        headers=list(row.headers or []),
-    )
+        .where(Packet.id.in_(packet_ids))
+    ).all()
+    return {
+        row.id: PacketToParse(
+            id=row.id,
+            source_id=row.source_id,
+            source_name=row.name,
+            status=row.status,
+            content_type=row.content_type,
+            format=row.format,
+            has_actions=bool(row.actions),
+            headers=list(row.headers or []),
+            body=row.body,
+            raw_key=row.raw_key,
+        )
+        for row in rows
+    }
 
 
 def source_for_preview(conn: Connection, name: str) -> tuple[uuid.UUID, str] | None:

@@ -1,9 +1,11 @@
-"""Parsing one packet: load it, choose its format, parse within limits, commit the outcome."""
+"""Parsing packets: load them, choose each one's format, parse within limits, commit the outcomes."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import structlog
@@ -11,7 +13,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from hookbay_common.db.models import PacketStatus, utcnow
-from hookbay_common.db.packets import read_raw
 from hookbay_common.errors import NotFound
 from hookbay_common.rawstore import RawStore
 from hookbay_parser import repository
@@ -28,102 +29,143 @@ class Outcome:
     error: str = ""
 
 
+@dataclass(slots=True)
+class _Parsed:
+    """A packet parsed in memory, waiting for the commit that makes it so."""
+
+    packet: repository.PacketToParse
+    status: PacketStatus
+    format: str | None
+    rows: list[dict[str, Any]]
+    error: str | None
+
+
 class ParseService:
     def __init__(self, engine: Engine, store: RawStore, limits: Limits) -> None:
         self._engine = engine
         self._store = store
         self._limits = limits
 
-    def parse_packet(self, packet_id: str) -> Outcome:
-        """Never raises: every packet ends with an outcome the dispatcher can act on."""
-        try:
-            pid = uuid.UUID(packet_id)
-        except ValueError:
-            return Outcome(packet_id, "not_found", error="not a packet id")
-        try:
-            return self._parse(pid)
-        except SQLAlchemyError as exc:
-            log.warning("parser.database_error", packet_id=packet_id, error=type(exc).__name__)
-            return Outcome(packet_id, "retry", error="database unavailable")
-        except OSError as exc:  # the raw store (S3, files) did not answer
-            log.warning("parser.raw_store_error", packet_id=packet_id, error=type(exc).__name__)
-            return Outcome(packet_id, "retry", error="raw store unavailable")
-        except Exception as exc:
-            # A bug of ours, not the sender's: fail this packet with a pointer to the logs rather than
-            # redeliver it forever. The raw bytes are kept; a re-parse after the fix recovers it.
-            log.exception("parser.internal_error", packet_id=packet_id)
-            return self._fail(
-                pid, f"internal error while parsing ({type(exc).__name__}); see the parser's logs"
-            )
-
-    def _parse(self, pid: uuid.UUID) -> Outcome:
-        with self._engine.connect() as conn:
-            packet = repository.packet_to_parse(conn, pid)
-            if packet is None:
-                return Outcome(str(pid), "not_found", error="no such packet")
-            if packet.status != PacketStatus.RECEIVED:
-                return Outcome(str(pid), packet.status)  # delivered again after it was done: nothing to do
+    def parse_packets(self, packet_ids: Sequence[str]) -> list[Outcome]:
+        """Parse a batch: one read, then one transaction for all of it. Never raises: every packet
+        ends with an outcome the dispatcher can act on, in the order asked."""
+        outcomes: dict[str, Outcome] = {}
+        wanted: dict[uuid.UUID, str] = {}
+        for text in packet_ids:
             try:
-                body = read_raw(conn, self._store, pid)
-            except NotFound:
-                return Outcome(str(pid), "not_found", error="no stored body")
-        with structlog.contextvars.bound_contextvars(packet_id=str(pid), source=packet.source_name):
-            return self._finish(packet, body)
+                wanted[uuid.UUID(text)] = text
+            except ValueError:
+                outcomes[text] = Outcome(text, "not_found", error="not a packet id")
+        try:
+            with self._engine.connect() as conn:
+                found = repository.packets_to_parse(conn, list(wanted))
+        except SQLAlchemyError as exc:
+            log.warning("parser.database_error", packets=len(wanted), error=type(exc).__name__)
+            found = {}
+            outcomes.update({t: Outcome(t, "retry", error="database unavailable") for t in wanted.values()})
+            wanted = {}
+        parsed: list[_Parsed] = []
+        for pid, text in wanted.items():
+            packet = found.get(pid)
+            if packet is None:
+                outcomes[text] = Outcome(text, "not_found", error="no such packet")
+            elif packet.status != PacketStatus.RECEIVED:
+                outcomes[text] = Outcome(text, packet.status)  # delivered again after it was done
+            else:
+                result = self._parse_one(packet)
+                if isinstance(result, Outcome):
+                    outcomes[text] = result
+                else:
+                    parsed.append(result)
+        outcomes.update(self._commit(parsed))
+        return [outcomes[text] for text in packet_ids]
 
-    def _finish(self, packet: repository.PacketToParse, body: bytes) -> Outcome:
+    def _parse_one(self, packet: repository.PacketToParse) -> _Parsed | Outcome:
+        with structlog.contextvars.bound_contextvars(packet_id=str(packet.id), source=packet.source_name):
+            try:
+                body = packet.body if packet.body is not None else self._store.get(packet.raw_key or "")
+            except OSError as exc:  # the raw store (S3, files) did not answer
+                log.warning("parser.raw_store_error", error=type(exc).__name__)
+                return Outcome(str(packet.id), "retry", error="raw store unavailable")
+            try:
+                return self._parse(packet, body)
+            except Exception as exc:
+                # A bug of ours, not the sender's: fail this packet with a pointer to the logs rather
+                # than redeliver it forever. The raw bytes are kept; a re-parse after the fix recovers it.
+                log.exception("parser.internal_error")
+                error = f"internal error while parsing ({type(exc).__name__}); see the parser's logs"
+                return _Parsed(packet, PacketStatus.FAILED, None, [], error)
+
+    def _parse(self, packet: repository.PacketToParse, body: bytes) -> _Parsed:
         content_type, body = github_form_payload(packet.headers, packet.content_type, body)
         try:
             fmt, records = parse(body, content_type, packet.format, self._limits)
-            status, error = PacketStatus.PARSED, None
         except ParseError as exc:
-            fmt, records, status, error = packet.format, [], PacketStatus.FAILED, str(exc)
+            return _Parsed(packet, PacketStatus.FAILED, packet.format, [], str(exc))
         except NoParser as exc:
-            fmt, records, status, error = None, [], PacketStatus.IGNORED, str(exc)
+            return _Parsed(packet, PacketStatus.IGNORED, None, [], str(exc))
         now = utcnow()
         rows = [_row(packet.id, packet.source_id, r, now) for r in records]
-        try:
-            with self._engine.begin() as conn:
-                finished = repository.finish_packet(
-                    conn, packet, status=status, parsed_format=fmt, records=rows, error=error, now=now
-                )
-        except DataError as exc:
-            # The database refused a value (PostgreSQL's JSONB takes no \u0000 or lone surrogates):
-            # the same packet would fail the same way on every delivery, so it fails now, with why.
-            status, rows = PacketStatus.FAILED, []
-            error = f"{fmt}: records could not be stored: {str(exc.orig).splitlines()[0][:300]}"
-            with self._engine.begin() as conn:
-                finished = repository.finish_packet(
-                    conn, packet, status=status, parsed_format=fmt, records=rows, error=error, now=now
-                )
-        if not finished:  # another delivery of this packet finished first; report what it decided
-            with self._engine.connect() as conn:
-                current = repository.packet_to_parse(conn, packet.id)
-            return Outcome(str(packet.id), current.status if current else "not_found")
-        log.info(
-            f"parser.packet_{status.value}",
-            format=fmt,
-            records=len(rows),
-            error=error[:300] if error else None,
-        )
-        return Outcome(str(packet.id), status.value, len(rows), error or "")
+        return _Parsed(packet, PacketStatus.PARSED, fmt, rows, None)
 
-    def _fail(self, pid: uuid.UUID, error: str) -> Outcome:
+    def _commit(self, batch: list[_Parsed]) -> dict[str, Outcome]:
+        if not batch:
+            return {}
+        now = utcnow()
         try:
             with self._engine.begin() as conn:
-                packet = repository.packet_to_parse(conn, pid)
-                if packet is None or not repository.finish_packet(
-                    conn,
-                    packet,
-                    status=PacketStatus.FAILED,
-                    parsed_format=None,
-                    records=[],
-                    error=error,
-                    now=utcnow(),
-                ):
-                    return Outcome(str(pid), "retry", error=error)
-        except SQLAlchemyError:
-            return Outcome(str(pid), "retry", error=error)
-        return Outcome(str(pid), "failed", error=error)
+                finished = [
+                    repository.finish_packet(
+                        conn,
+                        p.packet,
+                        status=p.status,
+                        parsed_format=p.format,
+                        records=p.rows,
+                        error=p.error,
+                        now=now,
+                    )
+                    for p in batch
+                ]
+        except DataError as exc:
+            if len(batch) > 1:  # find the packet the database refuses; the others commit without it
+                return {k: v for p in batch for k, v in self._commit([p]).items()}
+            # PostgreSQL's JSONB takes no \u0000 or lone surrogates: this packet would fail the same
+            # way on every delivery, so it fails now, with the reason.
+            (p,) = batch
+            reason = str(exc.orig).splitlines()[0][:300]
+            return self._commit(
+                [
+                    _Parsed(
+                        p.packet,
+                        PacketStatus.FAILED,
+                        p.format,
+                        [],
+                        f"{p.format}: records could not be stored: {reason}",
+                    )
+                ]
+            )
+        except SQLAlchemyError as exc:
+            log.warning("parser.database_error", packets=len(batch), error=type(exc).__name__)
+            return {
+                str(p.packet.id): Outcome(str(p.packet.id), "retry", error="database unavailable")
+                for p in batch
+            }
+        outcomes = {}
+        for p, done in zip(batch, finished, strict=True):
+            pid = str(p.packet.id)
+            if done:
+                log.info(
+                    f"parser.packet_{p.status.value}",
+                    packet_id=pid,
+                    source=p.packet.source_name,
+                    format=p.format,
+                    records=len(p.rows),
+                    error=p.error[:300] if p.error else None,
+                )
+                outcomes[pid] = Outcome(pid, p.status.value, len(p.rows), p.error or "")
+            else:  # another delivery of this packet finished first; it is done either way
+                outcomes[pid] = Outcome(pid, "parsed")
+        return outcomes
 
     def preview(
         self, source: str, fmt: str, content_type: str, body: bytes

@@ -60,10 +60,13 @@ class Archiver:
         cutoff = utcnow() - timedelta(seconds=self._after)
         with self._engine.connect() as conn:
             rows = repository.archivable_packets(conn, cutoff, self._batch)
+        keys = {}
         for row in rows:
-            key = raw_key(row.source_id, row.received_at, row.id)
-            self._store.put(key, row.body)
+            keys[row.id] = raw_key(row.source_id, row.received_at, row.id)
+            self._store.put(keys[row.id], row.body)
+        if keys:
+            # One transaction for the round: every key it records was uploaded above.
             with self._engine.begin() as conn:
-                repository.mark_archived(conn, row.id, key)
-            log.debug("receiver.packet_archived", packet_id=str(row.id))
+                repository.mark_archived(conn, keys)
+            log.debug("receiver.packets_archived", packets=len(keys))
         return len(rows)

@@ -108,11 +108,8 @@ class Dispatcher:
             await asyncio.to_thread(self._release, retry, error)
 
     def _release(self, ids: list[uuid.UUID], error: str) -> None:
-        now = utcnow()
+        """One statement for the batch: it failed together and waits together."""
         with self._engine.begin() as conn:
-            attempts = repository.attempts_of(conn, ids)
-            retry_at = {
-                i: now + timedelta(seconds=backoff(attempts.get(i, 1), self._retry_base, self._retry_max))
-                for i in ids
-            }
-            repository.release_packets(conn, self._owner, retry_at, error)
+            attempts = repository.most_attempts(conn, ids)
+            retry_at = utcnow() + timedelta(seconds=backoff(attempts, self._retry_base, self._retry_max))
+            repository.release_packets(conn, self._owner, ids, retry_at, error)

@@ -155,10 +155,8 @@ def release_packets(conn: Connection, owner: str, retry_at: dict[uuid.UUID, date
         )
 
 
-def attempts_of(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    if not ids:
-        return {}
-    return dict(conn.execute(select(Packet.id, Packet.attempts).where(Packet.id.in_(ids))).tuples().all())
+def most_attempts(conn: Connection, ids: Sequence[uuid.UUID]) -> int:
+    return int(conn.execute(select(func.max(Packet.attempts)).where(Packet.id.in_(ids))).scalar() or 1)
 
 
 def outbox_stats(conn: Connection) -> tuple[int, datetime | None]:
@@ -184,12 +182,15 @@ def archivable_packets(conn: Connection, received_before: datetime, limit: int) 
     )
 
 
-def mark_archived(conn: Connection, packet_id: uuid.UUID, raw_key: str) -> None:
-    conn.execute(
-        update(Packet)
-        .where(Packet.id == packet_id, Packet.raw_key.is_(None))
-        .values(raw_key=raw_key, body=None, archived_at=utcnow())
-    )
+def mark_archived(conn: Connection, keys: dict[uuid.UUID, str]) -> None:
+    """Record where each body went and drop the inline copy, in the caller's one transaction."""
+    now = utcnow()
+    for packet_id, raw_key in keys.items():
+        conn.execute(
+            update(Packet)
+            .where(Packet.id == packet_id, Packet.raw_key.is_(None))
+            .values(raw_key=raw_key, body=None, archived_at=now)
+        )
 
 
 # ---- packets: parsing again ---------------------------------------------------------------------
