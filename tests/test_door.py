@@ -26,7 +26,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import grpc
 import httpx
-import pytest
 import standardwebhooks
 import stripe
 from google.protobuf import json_format
@@ -451,9 +450,6 @@ def test_quarantine_keeps_rejects_unparsed_and_still_answers_401(stack: Stack) -
         assert again.parsed_at.seconds == 0 and again.record_count == 0 and again.attempts == 0, again
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: ReparsePackets requeues REJECTED packets, so a forgery gets parsed"
-)
 def test_reparse_never_parses_a_rejected_packet(stack: Stack) -> None:
     """Reparsing a source (say after fixing its format) must not send its quarantined forgeries on."""
     stack.parser()
@@ -785,10 +781,6 @@ def test_automatic_and_configured_dedup_keys(stack: Stack) -> None:
     }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: dedup reads an unsigned webhook-id ahead of the svix-id the signature covers",
-)
 def test_the_dedup_key_is_the_message_id_the_signature_covers(stack: Stack) -> None:
     """Svix signs svix-id (its library prefers svix-* headers, and so does the verifier); a
     webhook-id header riding along unsigned must not decide which delivery this is."""

@@ -4,6 +4,8 @@ directory, the CLI run as a subprocess the way people run it, packets posted ove
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import hashlib
 import json
 import os
@@ -13,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,23 @@ START_TIMEOUT = 90.0  # generous: the services import a lot, and CI machines are
 UNREACHABLE = "cannot reach the admin API"
 STATUSES = ("received", "parsed", "failed", "ignored")
 
-SOURCE_KEYS = {"id", "name", "guid", "url", "status", "client", "format", "max_body", "settings"}
+SOURCE_KEYS = {"id", "name", "guid", "url", "status", "client", "format", "max_body", "settings", "actions"}
+RULE_KEYS = {"name", "type", "on", "when", "to", "subject", "body", "sender"}
+RUN_KEYS = {
+    "id",
+    "source",
+    "rule",
+    "action_type",
+    "packet_id",
+    "record_ordinal",
+    "status",
+    "attempts",
+    "last_error",
+    "message_id",
+    "created_at",
+    "updated_at",
+    "next_attempt_at",
+}
 PACKET_KEYS = {
     "id",
     "source",
@@ -39,6 +57,9 @@ PACKET_KEYS = {
     "method",
     "client_addr",
     "archived",
+    "format",
+    "record_count",
+    "actions_state",
 }
 
 
@@ -92,6 +113,29 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def pid_running(pid: int) -> bool:
+    """Exists and is not a zombie (an orphan's zombie lasts until init gets round to reaping it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until(
+    check: Callable[[], Any], what: str, timeout: float = 30, last: Callable[[], Any] = str
+) -> Any:
+    """Poll ``check`` until it returns something truthy, and return that; ``last`` describes the
+    state for the failure message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}: {last()}"
+        time.sleep(0.2)
+
+
 def assert_one_error_line(result: subprocess.CompletedProcess[bytes], *fragments: str) -> str:
     stderr = result.stderr.decode()
     assert "Traceback" not in stderr, stderr
@@ -106,13 +150,14 @@ def assert_one_error_line(result: subprocess.CompletedProcess[bytes], *fragments
 class Up:
     """One `hookbay up` process on free ports, its output in files under ``tmp``."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **env: str) -> None:
         self.tmp = tmp
         self.data_dir = tmp / "data"
-        self.http_port, self.admin_port, self.parser_port, self.actions_port = free_ports(4)
+        self.outbox = self.data_dir / "outbox"
+        self.http_port, self.admin_port, self.parser_port, self.actions_port, self.smtp_port = free_ports(5)
         self.stdout_path = tmp / "up.out"
         self.stderr_path = tmp / "up.err"
-        self.env = base_env(HOOKBAY_ADMIN_ADDR=f"127.0.0.1:{self.admin_port}")
+        self.env = base_env(HOOKBAY_ADMIN_ADDR=f"127.0.0.1:{self.admin_port}", **env)
         self._stdout = open(self.stdout_path, "wb")  # noqa: SIM115 - closed in stop()
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -129,6 +174,8 @@ class Up:
                 str(self.parser_port),
                 "--actions-port",
                 str(self.actions_port),
+                "--smtp-port",
+                str(self.smtp_port),
             ],
             env=self.env,
             stdout=self._stdout,
@@ -224,6 +271,8 @@ def test_up_keeps_its_data_in_the_data_dir(stack: Up) -> None:
     assert stack.base_url in banner
     assert f"127.0.0.1:{stack.admin_port}" in banner
     assert "hookbay sources create --name" in banner
+    assert str(stack.outbox) in banner
+    assert stack.outbox.is_dir()
 
 
 def test_sources_create_list_show_pause_resume_rotate(stack: Up) -> None:
@@ -375,8 +424,10 @@ sources:
     format: json
     max_body: 2048
     settings:
-      retries: 3
-      tags: [a, b]
+      rate_limit:
+        rate: 500
+        burst: 1000
+      content_types: [application/json, text/plain]
   - name: {second}
     status: paused
 """
@@ -388,7 +439,11 @@ sources:
 
     shown = stack.json("sources", "show", first)
     assert (shown["client"], shown["format"], shown["max_body"]) == ("acme", "json", 2048)
-    assert shown["settings"] == {"retries": 3, "tags": ["a", "b"]}
+    # Keys the receiver knows (it refuses others): numbers and lists must round-trip unchanged.
+    assert shown["settings"] == {
+        "rate_limit": {"rate": 500, "burst": 1000},
+        "content_types": ["application/json", "text/plain"],
+    }
     assert stack.json("sources", "show", second)["status"] == "paused"
 
     again = stack.ok("apply", "-f", str(path)).splitlines()
@@ -433,6 +488,39 @@ def test_apply_names_a_misspelt_key(stack: Up, tmp_path: Path) -> None:
         ("sources:\n  - name: a\n  - name: a\n", ["sources[1].name", "already used"]),
         ("sources:\n  - name: a\n    settings: {n: 9007199254740993}\n", ["sources[0].settings.n", "2**53"]),
         ("sources:\n  - name: a\n    name: b\n", ["duplicate key 'name'"]),
+        (
+            "sources:\n  - name: a\n    actions:\n      - {name: r, type: log}\n      - {name: m, type: email}\n",
+            ["sources[0].actions[1].to: an email action needs to and subject"],
+        ),
+        (
+            "sources:\n  - name: a\n    actions:\n      - {name: m, type: email, to: x@example.com}\n",
+            ["sources[0].actions[0].subject: an email action needs subject"],
+        ),
+        (
+            "sources:\n  - name: a\n    actions:\n      - name: r\n        type: log\n        whenn: x\n",
+            ["sources[0].actions[0].whenn: unknown key", "'when'"],
+        ),
+        (
+            "sources:\n  - name: a\n    actions:\n      - {name: r, type: sms}\n",
+            ["sources[0].actions[0].type"],
+        ),
+        (
+            "sources:\n  - name: a\n    actions:\n      - {type: log}\n",
+            ["sources[0].actions[0].name", "required"],
+        ),
+        (
+            "sources:\n  - name: a\n    actions:\n      - {name: r, type: log, when: 'a ==='}\n",
+            ["sources[0].actions[0].when", "JMESPath"],
+        ),
+        (
+            "sources:\n  - name: a\n    actions:\n      - {name: r, type: email, to: '{{ x', subject: s}\n",
+            ["sources[0].actions[0].to", "template"],
+        ),
+        (
+            "sources:\n  - name: a\n    actions:\n      - {name: r, type: log}\n      - {name: r, type: log}\n",
+            ["sources[0].actions[1].name", "already used by sources[0].actions[0]"],
+        ),
+        ("sources:\n  - name: a\n    actions: {name: r}\n", ["sources[0].actions", "must be a list"]),
     ],
 )
 def test_apply_file_mistakes_are_one_line(tmp_path: Path, text: str, fragments: list[str]) -> None:
@@ -450,6 +538,256 @@ def test_apply_missing_file_is_one_line(tmp_path: Path) -> None:
     assert_one_error_line(result, "nope.yaml", "no such file")
 
 
+def test_apply_manages_action_rules(stack: Up, tmp_path: Path) -> None:
+    name, paused = unique("rules"), unique("paused")
+    path = tmp_path / "sources.yaml"
+    rules = f"""
+sources:
+  - name: {name}
+    format: json
+    actions:
+      - name: order-confirmation
+        type: email
+        when: billing.email
+        to: "{{{{ billing.email }}}}"
+        subject: "Thanks for order {{{{ number }}}}"
+      - name: audit-lines
+        type: log
+        on: line_items
+  - name: {paused}
+    status: paused
+"""
+    path.write_text(rules)
+    out = stack.ok("apply", "-f", str(path)).splitlines()
+    assert [line.split()[:2] for line in out] == [["created", name], ["created", paused]]
+    assert out[1].endswith("(paused)")
+    assert stack.json("sources", "show", paused)["status"] == "paused"
+    assert stack.json("sources", "show", paused)["actions"] == []
+
+    actions = stack.json("sources", "show", name)["actions"]
+    assert actions == [
+        {
+            "name": "order-confirmation",
+            "type": "email",
+            "on": "root",  # the default, spelt out
+            "when": "billing.email",
+            "to": "{{ billing.email }}",
+            "subject": "Thanks for order {{ number }}",
+            "body": "",
+            "sender": "",
+        },
+        {
+            "name": "audit-lines",
+            "type": "log",
+            "on": "line_items",  # `on` is a YAML 1.1 boolean; as a key it is the word
+            "when": "",
+            "to": "",
+            "subject": "",
+            "body": "",
+            "sender": "",
+        },
+    ]
+    assert all(rule.keys() == RULE_KEYS for rule in actions)
+    assert [s["actions"] for s in stack.json("sources", "list") if s["name"] == name] == [actions]
+    assert "order-confirmation (email on root)" in stack.ok("sources", "show", name)
+
+    again = stack.ok("apply", "-f", str(path)).splitlines()
+    assert [line.split()[:2] for line in again] == [["unchanged", name], ["unchanged", paused]]
+
+    # Spelling out a default is no change either.
+    path.write_text(rules.replace("type: email\n", "type: email\n        on: root\n        sender: ''\n"))
+    assert stack.ok("apply", "-f", str(path)).split()[:2] == ["unchanged", name]
+
+    # Without an `actions:` key the rules stay as they are.
+    path.write_text(f"sources:\n  - name: {name}\n    client: acme\n")
+    assert stack.ok("apply", "-f", str(path)).strip() == f"updated   {name}  (client)"
+    assert stack.json("sources", "show", name)["actions"] == actions
+
+    path.write_text(rules.replace("on: line_items", "on: line_items.taxes"))
+    assert stack.ok("apply", "-f", str(path)).splitlines()[0] == f"updated   {name}  (actions)"
+    assert stack.json("sources", "show", name)["actions"][1]["on"] == "line_items.taxes"
+
+    # An empty list removes them.
+    path.write_text(f"sources:\n  - name: {name}\n    actions: []\n")
+    assert stack.ok("apply", "-f", str(path)).strip() == f"updated   {name}  (actions)"
+    assert stack.json("sources", "show", name)["actions"] == []
+    assert stack.ok("apply", "-f", str(path)).strip() == f"unchanged {name}"
+
+
+def test_apply_names_the_bad_rule_and_sends_nothing(stack: Up, tmp_path: Path) -> None:
+    name = unique("badrule")
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        f"sources:\n  - name: {name}\n    actions:\n      - name: ok\n        type: log\n"
+        "      - name: mail\n        type: email\n        subject: hi\n"
+    )
+    result = stack.cli("apply", "-f", str(path))
+    assert result.returncode == 1
+    assert_one_error_line(result, "sources.yaml: sources[0].actions[1].to: an email action needs to")
+    assert stack.cli("sources", "show", name).returncode == 1
+
+
+# -- actions, end to end ---------------------------------------------------------------------------
+
+
+def emails_to(outbox: Path, address: str) -> list[email.message.EmailMessage]:
+    """The captured messages addressed to ``address`` (only finished files: no temporaries)."""
+    found = []
+    for path in sorted(outbox.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if message["To"] == address:
+            found.append(message)
+    return found
+
+
+def test_an_email_action_end_to_end(stack: Up, tmp_path: Path) -> None:
+    name = unique("orders")
+    address = f"{unique('jo')}@example.com"
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        f"""
+sources:
+  - name: {name}
+    format: json
+    actions:
+      - name: order-confirmation
+        type: email
+        when: billing.email
+        to: "{{{{ billing.email }}}}"
+        subject: "Thanks for order {{{{ number }}}}"
+        body: "Hello {{{{ billing.first_name }}}}, we have your order."
+"""
+    )
+    stack.ok("apply", "-f", str(path))
+    url = stack.json("sources", "show", name)["url"]
+
+    order = {
+        "id": 727,
+        "number": "727",
+        "status": "processing",
+        "currency": "EUR",
+        "total": "29.00",
+        "billing": {"first_name": "Jo", "last_name": "Bloggs", "email": address},
+        "line_items": [
+            {"id": 1, "name": "Mug", "quantity": 2, "total": "18.00"},
+            {"id": 2, "name": "Tea", "quantity": 1, "total": "11.00"},
+        ],
+    }
+    response = stack.http.post(
+        url, content=json.dumps(order).encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    packet_id = response.json()["id"]
+
+    seen: dict[str, Any] = {}
+
+    def packet(which: str = "") -> dict[str, Any]:
+        seen["packet"] = stack.json("packets", "show", which or packet_id)
+        return seen["packet"]
+
+    def state() -> str:
+        return f"{seen.get('packet')}\n{stack.output()[-3000:]}"
+
+    shown = wait_until(
+        lambda: (p := packet())["status"] == "parsed" and p["actions_state"] == "done" and p,
+        "the packet to be parsed and its actions taken",
+        last=state,
+    )
+    assert (shown["format"], shown["record_count"], shown["error"]) == ("json", 3, "")
+    listed = stack.json("packets", "list", "--source", name)
+    assert listed[0].keys() >= PACKET_KEYS
+    assert (listed[0]["format"], listed[0]["record_count"]) == ("json", 3)
+
+    records = stack.json("records", "list", "--packet", packet_id)
+    assert [(r["type"], r["ordinal"], r["parent"]) for r in records] == [
+        ("root", 0, None),
+        ("line_items", 1, 0),
+        ("line_items", 2, 0),
+    ]
+    assert records[0]["data"]["billing.email"] == address
+    assert [r["data"]["name"] for r in records[1:]] == ["Mug", "Tea"]
+
+    [mail] = wait_until(lambda: emails_to(stack.outbox, address), "the email in the outbox", last=state)
+    assert mail["Subject"] == "Thanks for order 727"
+    assert "Hello Jo, we have your order." in mail.get_content()
+    assert not list(stack.outbox.glob(".*"))  # no temporary files left behind
+
+    runs = wait_until(
+        lambda: [r for r in stack.json("actions", "runs", "--source", name) if r["status"] == "succeeded"],
+        "the action run to succeed",
+        last=state,
+    )
+    assert len(runs) == 1
+    [run] = runs
+    assert run.keys() == RUN_KEYS
+    assert (run["rule"], run["action_type"], run["packet_id"], run["record_ordinal"]) == (
+        "order-confirmation",
+        "email",
+        packet_id,
+        0,
+    )
+    assert run["message_id"] == mail["Message-ID"]
+    assert stack.json("actions", "runs", "--source", name, "--status", "succeeded") == [run]
+    assert stack.json("actions", "runs", "--source", name, "--status", "dead") == []
+
+    # Parsing again replaces the records but never sends a second email.
+    before = shown["parsed_at"]
+    assert stack.ok("packets", "reparse", packet_id).strip() == "queued 1 packet(s) for parsing"
+    wait_until(
+        lambda: (
+            (p := packet())["status"] == "parsed"
+            and p["parsed_at"] != before
+            and p["actions_state"] == "done"
+        ),
+        "the packet to be parsed again",
+        last=state,
+    )
+    assert len(stack.json("records", "list", "--packet", packet_id)) == 3
+    time.sleep(1)  # give a wrong second email time to arrive
+    assert len(emails_to(stack.outbox, address)) == 1
+    assert [r["id"] for r in stack.json("actions", "runs", "--source", name)] == [run["id"]]
+
+    # A packet the format cannot read fails with the reason; after fixing the format it parses.
+    response = stack.http.post(
+        url, content=b'{"id": 728, "number": ', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    bad_id = response.json()["id"]
+    failed = wait_until(
+        lambda: (p := packet(bad_id))["status"] == "failed" and p, "the packet to fail", last=state
+    )
+    assert failed["error"].startswith("json:"), failed["error"]
+    assert failed["record_count"] == 0
+    path.write_text(f"sources:\n  - name: {name}\n    format: form\n")
+    assert stack.ok("apply", "-f", str(path)).strip() == f"updated   {name}  (format)"
+    assert len(stack.json("sources", "show", name)["actions"]) == 1  # untouched
+    out = stack.ok("packets", "reparse", "--source", name, "--status", "failed")
+    assert out.strip() == "queued 1 packet(s) for parsing"
+    reparsed = wait_until(
+        lambda: (p := stack.json("packets", "show", bad_id))["status"] == "parsed" and p,
+        "the packet to parse",
+    )
+    assert (reparsed["format"], reparsed["error"], reparsed["record_count"]) == ("form", "", 1)
+    assert stack.json("packets", "show", packet_id)["status"] == "parsed"  # only the failed one was queued
+
+    # Only dead or failed runs can be retried.
+    result = stack.cli("actions", "retry", run["id"])
+    assert result.returncode == 1
+    assert_one_error_line(result, run["id"], "succeeded", "only dead or failed")
+    missing = str(uuid.uuid4())
+    result = stack.cli("actions", "retry", missing)
+    assert result.returncode == 1
+    assert_one_error_line(result, f"no action run with id {missing}")
+    assert len(emails_to(stack.outbox, address)) == 1
+    assert len(stack.json("actions", "runs", "--source", name)) == 1
+
+
+def test_reparse_of_an_unknown_source_is_one_line(stack: Up) -> None:
+    result = stack.cli("packets", "reparse", "--source", "no-such-source")
+    assert result.returncode == 1
+    assert_one_error_line(result, "no source with name 'no-such-source'")
+
+
 # -- failures without a server ---------------------------------------------------------------------
 
 
@@ -463,10 +801,24 @@ def test_unreachable_admin_api_is_one_line() -> None:
 
 
 def test_usage_errors_exit_2_with_one_line() -> None:
-    for args in (["sources", "create"], ["packets", "list", "--status", "weird"], ["nonsense"]):
+    for args in (
+        ["sources", "create"],
+        ["packets", "list", "--status", "weird"],
+        ["nonsense"],
+        ["actions", "runs", "--status", "weird"],
+        ["actions", "retry"],
+    ):
         result = run_cli(*args, env=base_env())
         assert result.returncode == 2
         assert_one_error_line(result)
+
+
+def test_reparse_without_ids_or_filters_is_a_usage_error() -> None:
+    # No server at this address: the mistake is reported before any call.
+    result = run_cli("packets", "reparse", env=base_env(HOOKBAY_ADMIN_ADDR=f"127.0.0.1:{free_port()}"))
+    assert result.returncode == 2
+    assert result.stdout == b""
+    assert_one_error_line(result, "packets reparse", "--source", "--status")
 
 
 def test_up_with_its_http_port_taken_is_one_line(tmp_path: Path) -> None:
@@ -491,6 +843,27 @@ def test_up_with_its_http_port_taken_is_one_line(tmp_path: Path) -> None:
         )
     assert result.returncode != 0
     assert_one_error_line(result, f"port {port} is already in use (HTTP)", "--http-port")
+
+
+def test_up_with_its_smtp_port_taken_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        http, admin, parser, actions = free_ports(4)
+        args = [
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--http-port",
+            str(http),
+            "--admin-port",
+            str(admin),
+        ]
+        args += ["--parser-port", str(parser), "--actions-port", str(actions), "--smtp-port", str(port)]
+        result = run_cli(*args, env=base_env())
+    assert result.returncode != 0
+    assert_one_error_line(result, f"port {port} is already in use (mail capture SMTP)", "--smtp-port")
 
 
 # -- stopping --------------------------------------------------------------------------------------
@@ -530,4 +903,34 @@ def test_a_dead_child_is_restarted_and_sigterm_stops_everything(tmp_path: Path) 
         assert [pid for pid in now.values() if pid_exists(pid)] == []
         assert "Traceback" not in up.stderr_path.read_text()
     finally:
+        up.stop()
+
+
+def test_children_die_with_a_sigkilled_up(tmp_path: Path) -> None:
+    # With HOOKBAY_SMTP_URL set there is no local mail capture; `up` leaves the port alone.
+    smtp_url = f"smtp://127.0.0.1:{free_port()}"
+    up = Up(tmp_path, HOOKBAY_SMTP_URL=smtp_url)
+    children: dict[str, int] = {}
+    try:
+        up.wait_ready()
+        banner = up.stdout_path.read_text()
+        assert smtp_url in banner
+        assert "outbox" not in banner
+        assert not up.outbox.exists()
+        children = service_children(up.proc.pid)
+        assert sorted(children) == ["hookbay_actions", "hookbay_parser", "hookbay_receiver"]
+        environ = Path(f"/proc/{children['hookbay_actions']}/environ").read_bytes().split(b"\0")
+        assert f"HOOKBAY_SMTP_URL={smtp_url}".encode() in environ
+
+        up.proc.kill()  # SIGKILL: `up` gets no chance to stop anything itself
+        up.proc.wait(10)
+        wait_until(
+            lambda: not [pid for pid in children.values() if pid_running(pid)],
+            "the services to exit after `up` was killed",
+            timeout=10,
+        )
+    finally:
+        for pid in children.values():  # only when the test failed: they should be gone
+            if pid_running(pid):
+                os.kill(pid, signal.SIGKILL)
         up.stop()

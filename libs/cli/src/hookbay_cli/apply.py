@@ -1,8 +1,9 @@
 """``hookbay apply -f FILE``: the declarative file format and the idempotent upsert by name.
 
 The file is validated in full before anything is sent, so a typo never half-applies a file. New keys
-(``actions``, ``verify`` ...) go on :class:`SourceSpec` (or a nested model) plus one step in
-:func:`apply_source`; error messages, paths and "did you mean" follow from the models.
+(``verify`` ...) go on :class:`SourceSpec` (or a nested model) plus one step in :func:`apply_source`;
+error messages, paths and "did you mean" follow from the models. Action rules are checked with the
+same model the server uses (:class:`hookbay_common.rules.ActionRule`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pydantic_core import ErrorDetails
 from hookbay.admin.v1 import admin_service_pb2 as pb
 from hookbay_cli.client import AdminClient, ApiError, to_struct
 from hookbay_cli.errors import CliError
-from hookbay_cli.output import plain, struct_dict
+from hookbay_cli.output import plain, rule_dict, struct_dict
+from hookbay_common.errors import InvalidArgument
+from hookbay_common.rules import ActionRule, validate_rules
 
 # -- the file format -------------------------------------------------------------------------------
 
@@ -43,6 +46,14 @@ class SourceSpec(Spec):
     max_body: StrictInt | None = Field(default=None, ge=0)
     status: Literal["active", "paused"] | None = None
     settings: dict[str, JsonValue] | None = None
+    # None (key absent): the rules stay as they are; a list (even empty) replaces them.
+    actions: list[ActionRule] | None = None
+
+    def rules(self) -> list[dict[str, Any]] | None:
+        """The rules as the server stores them (every key, defaults filled in), or None."""
+        if self.actions is None:
+            return None
+        return validate_rules([rule.model_dump() for rule in self.actions])
 
 
 class ApplyFile(Spec):
@@ -56,9 +67,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last one without a word."""
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _value in node.value:
+        # YAML 1.1 reads a bare `on`, `off`, `yes` or `no` as a boolean; as a key (`on: root` in an
+        # action rule) it is meant as the word.
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG and not key_node.style:
+            key_node.tag = _STR_TAG
         key = loader.construct_object(key_node, deep=deep)
         if isinstance(key, Hashable) and key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -117,7 +136,25 @@ def parse(label: str, data: bytes) -> ApplyFile:
                 f"{label}: sources[{index}].name: {source.name!r} is already used by sources[{seen[source.name]}]"
             )
         seen[source.name] = index
+        check_rules(label, index, source)
     return spec
+
+
+def check_rules(label: str, index: int, source: SourceSpec) -> None:
+    """What the models cannot see one rule at a time: names unique within the source."""
+    names: dict[str, int] = {}
+    for number, rule in enumerate(source.actions or []):
+        where = f"sources[{index}].actions[{number}]"
+        if rule.name in names:
+            raise CliError(
+                f"{label}: {where}.name: {rule.name!r} is already used by"
+                f" sources[{index}].actions[{names[rule.name]}]"
+            )
+        names[rule.name] = number
+    try:
+        source.rules()  # the server's own check, so the file never passes here and fails there
+    except InvalidArgument as exc:
+        raise CliError(f"{label}: sources[{index}].{exc.message}") from None
 
 
 def inexact_numbers(value: Any, path: str) -> list[str]:
@@ -203,10 +240,24 @@ def describe(error: ErrorDetails) -> str:
         "model_attributes_type": lambda: "must be a mapping",
         "list_type": lambda: "must be a list",
         "invalid-json-value": lambda: "must be plain YAML data (text, numbers, booleans, lists, mappings)",
+        "value_error": lambda: str(error["msg"]).removeprefix("Value error, "),
     }
     make = messages.get(kind)
     message = make() if make else error["msg"][:1].lower() + error["msg"][1:]
+    if kind == "value_error":
+        loc = loc + _rule_key(loc, error.get("input"))
     return f"{loc_path(loc)}: {message}" if loc else message
+
+
+def _rule_key(loc: tuple[int | str, ...], value: Any) -> tuple[str, ...]:
+    """For a check over a whole action rule (an email needs to and subject), the first key it is about."""
+    if len(loc) < 2 or loc[-2] != "actions" or not isinstance(value, dict):
+        return ()
+    if value.get("type") == "email":
+        for key in ("to", "subject"):
+            if not str(value.get(key) or "").strip():
+                return (key,)
+    return ()
 
 
 # -- applying --------------------------------------------------------------------------------------
@@ -245,6 +296,9 @@ def field_changes(spec: SourceSpec, current: pb.Source) -> dict[str, Any]:
         changes["max_body"] = spec.max_body
     if spec.settings is not None and _normal_settings(spec.settings) != struct_dict(current.settings):
         changes["settings"] = spec.settings
+    rules = spec.rules()
+    if rules is not None and rules != [rule_dict(rule) for rule in current.actions]:
+        changes["actions"] = rules
     return changes
 
 
@@ -272,8 +326,12 @@ def apply_source(client: AdminClient, spec: SourceSpec) -> Outcome:
             fmt=spec.format or "",
             max_body=spec.max_body or 0,
             settings=spec.settings,
+            actions=spec.rules(),
+            # Created paused, not paused just after: its URL never accepts a packet in between.
+            paused=spec.status == "paused",
         )
-        changed = ["status"] if set_status(client, spec, created) is not None else []
+        set_status(client, spec, created)  # a no-op unless the server ignored the status
+        changed = ["status"] if spec.status == "paused" else []
         return Outcome("created", spec.name, changed, url=created.url)
 
     changes = field_changes(spec, current)

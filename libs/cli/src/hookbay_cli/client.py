@@ -28,6 +28,14 @@ PACKET_STATUSES = {
     "ignored": pb.PACKET_STATUS_IGNORED,
 }
 
+ACTION_RUN_STATUSES = {
+    "pending": types_pb2.ACTION_RUN_STATUS_PENDING,
+    "running": types_pb2.ACTION_RUN_STATUS_RUNNING,
+    "succeeded": types_pb2.ACTION_RUN_STATUS_SUCCEEDED,
+    "failed": types_pb2.ACTION_RUN_STATUS_FAILED,
+    "dead": types_pb2.ACTION_RUN_STATUS_DEAD,
+}
+
 T = TypeVar("T")
 
 
@@ -47,6 +55,11 @@ def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
 
 def source_ref(name: str) -> pb.SourceRef:
     return pb.SourceRef(name=name)
+
+
+def to_rule(rule: dict[str, Any]) -> types_pb2.ActionRule:
+    """An action rule as sources.yaml spells it (name, type, on, when, to, ...) as a message."""
+    return types_pb2.ActionRule(**{key: str(value or "") for key, value in rule.items()})
 
 
 class AdminClient:
@@ -125,8 +138,17 @@ class AdminClient:
         fmt: str = "",
         max_body: int = 0,
         settings: dict[str, Any] | None = None,
+        actions: list[dict[str, Any]] | None = None,
+        paused: bool = False,
     ) -> pb.Source:
-        request = pb.CreateSourceRequest(name=name, client=client, format=fmt, max_body=max_body)
+        request = pb.CreateSourceRequest(
+            name=name,
+            client=client,
+            format=fmt,
+            max_body=max_body,
+            actions=[to_rule(rule) for rule in actions or []],
+            status=pb.SOURCE_STATUS_PAUSED if paused else pb.SOURCE_STATUS_ACTIVE,
+        )
         if settings is not None:
             request.settings.CopyFrom(to_struct(settings))
         return self._call(self._stub.CreateSource, request)
@@ -138,11 +160,17 @@ class AdminClient:
         return list(self._call(self._stub.ListSources, pb.ListSourcesRequest(client=client)).sources)
 
     def update_source(self, name: str, changes: dict[str, Any]) -> pb.Source:
-        """Change only the fields in ``changes`` (client, format, max_body, settings, name)."""
+        """Change only the fields in ``changes`` (client, format, max_body, settings, actions, name).
+
+        ``actions`` replaces the rules, and an empty list removes them all.
+        """
         request = pb.UpdateSourceRequest(source=source_ref(name))
         for key, value in changes.items():
             if key == "settings":
                 request.settings.CopyFrom(to_struct(value))
+            elif key == "actions":
+                request.actions.SetInParent()  # set even when empty: that is how rules are removed
+                request.actions.rules.extend(to_rule(rule) for rule in value)
             else:
                 setattr(request, key, value)
         return self._call(self._stub.UpdateSource, request)
@@ -183,6 +211,18 @@ class AdminClient:
         request = functools.partial(pb.ListRecordsRequest, source=source, packet_id=packet_id)
         return self._pages(self._stub.ListRecords, request, "records", limit)
 
-    def list_action_runs(self, *, source: str = "", limit: int = 100) -> list[types_pb2.ActionRun]:
-        request = functools.partial(pb.ListActionRunsRequest, source=source)
+    def reparse_packets(self, *, ids: list[str], source: str = "", status: str = "") -> int:
+        """Queue packets for parsing again: these ids, or all matching source and/or status."""
+        request = pb.ReparsePacketsRequest(ids=ids, source=source, status=PACKET_STATUSES.get(status, 0))
+        return self._call(self._stub.ReparsePackets, request).count
+
+    def list_action_runs(
+        self, *, source: str = "", status: str = "", limit: int = 100
+    ) -> list[types_pb2.ActionRun]:
+        request = functools.partial(
+            pb.ListActionRunsRequest, source=source, status=ACTION_RUN_STATUSES.get(status, 0)
+        )
         return self._pages(self._stub.ListActionRuns, request, "runs", limit)
+
+    def retry_action_run(self, run_id: str) -> types_pb2.ActionRun:
+        return self._call(self._stub.RetryActionRun, pb.RetryActionRunRequest(id=run_id))

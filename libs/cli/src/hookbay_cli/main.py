@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from hookbay_cli import apply, output, up
-from hookbay_cli.client import AdminClient
+from hookbay_cli import output, up
+from hookbay_cli.client import ACTION_RUN_STATUSES, PACKET_STATUSES, AdminClient
 from hookbay_cli.errors import CliError
 from hookbay_common.settings import CliSettings, CommonSettings
 
@@ -83,6 +83,7 @@ def cmd_up(args: argparse.Namespace, _ctx: Context) -> int:
         admin_port=args.admin_port,
         parser_port=args.parser_port,
         actions_port=args.actions_port,
+        smtp_port=args.smtp_port,
         environ=dict(os.environ),
     )
     return up.run(config)
@@ -147,6 +148,9 @@ def cmd_sources_rotate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, ctx: Context) -> int:
+    # Imported here: the rule checks bring in Jinja2 and JMESPath, which no other command needs.
+    from hookbay_cli import apply
+
     label, spec = apply.load(args.file)  # validate everything before the first call
     apply.apply(label, spec, ctx.client)
     return 0
@@ -179,6 +183,18 @@ def cmd_packets_raw(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_packets_reparse(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.ids and not args.source and not args.status:
+        raise CliError(
+            "packets reparse: name packet IDs, or choose packets with --source NAME and/or --status S"
+            " (see `hookbay packets reparse --help`)",
+            exit_code=EXIT_USAGE,
+        )
+    count = ctx.client.reparse_packets(ids=args.ids, source=args.source, status=args.status or "")
+    print(f"queued {count} packet(s) for parsing")
+    return 0
+
+
 def cmd_records_list(args: argparse.Namespace, ctx: Context) -> int:
     records = ctx.client.list_records(source=args.source, packet_id=args.packet, limit=args.limit)
     rows = [output.record_dict(r) for r in records]
@@ -191,12 +207,22 @@ def cmd_records_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_actions_runs(args: argparse.Namespace, ctx: Context) -> int:
     rows = [
-        output.action_run_dict(r) for r in ctx.client.list_action_runs(source=args.source, limit=args.limit)
+        output.action_run_dict(r)
+        for r in ctx.client.list_action_runs(source=args.source, status=args.status or "", limit=args.limit)
     ]
     if args.json:
         output.print_json(rows)
     else:
         output.show_action_runs(rows)
+    return 0
+
+
+def cmd_actions_retry(args: argparse.Namespace, ctx: Context) -> int:
+    run = output.action_run_dict(ctx.client.retry_action_run(args.id))
+    if args.json:
+        output.print_json(run)
+    else:
+        print(f"action run {run['id']} is {run['status']} again")
     return 0
 
 
@@ -227,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     up_cmd.add_argument("--admin-port", type=_port, default=50051, help="admin gRPC port (default 50051)")
     up_cmd.add_argument("--parser-port", type=_port, default=50061, help="parser gRPC port (default 50061)")
     up_cmd.add_argument("--actions-port", type=_port, default=50062, help="actions gRPC port (default 50062)")
+    up_cmd.add_argument(
+        "--smtp-port",
+        type=_port,
+        default=8025,
+        help="port of the local mail capture, which saves emails in DATA_DIR/outbox (default 8025;"
+        " not started when HOOKBAY_SMTP_URL is set)",
+    )
     up_cmd.set_defaults(func=cmd_up)
 
     migrate = commands.add_parser(
@@ -269,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plist = packets.add_parser("list", help="newest packets first")
     plist.add_argument("--source", default="", metavar="NAME")
-    plist.add_argument("--status", choices=["received", "parsed", "failed", "ignored"])
+    plist.add_argument("--status", choices=list(PACKET_STATUSES))
     plist.add_argument(
         "--limit", type=LIMIT, default=100, metavar="N", help="at most N packets (default 100)"
     )
@@ -282,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     praw = packets.add_parser("raw", help="write the packet's exact body bytes to stdout")
     praw.add_argument("id", metavar="ID")
     praw.set_defaults(func=cmd_packets_raw)
+    reparse = packets.add_parser(
+        "reparse",
+        help="parse packets again (after fixing a source's format): by ID, or by --source/--status",
+    )
+    reparse.add_argument("ids", nargs="*", metavar="ID")
+    reparse.add_argument("--source", default="", metavar="NAME", help="packets of this source")
+    reparse.add_argument("--status", choices=list(PACKET_STATUSES), help="packets with this status")
+    reparse.set_defaults(func=cmd_packets_reparse)
 
     records = commands.add_parser("records", help="inspect parsed records").add_subparsers(
         title="commands", dest="subcommand", metavar="COMMAND", required=True
@@ -295,14 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(rlist)
     rlist.set_defaults(func=cmd_records_list)
 
-    actions = commands.add_parser("actions", help="inspect action runs").add_subparsers(
+    actions = commands.add_parser("actions", help="inspect and retry action runs").add_subparsers(
         title="commands", dest="subcommand", metavar="COMMAND", required=True
     )
     runs = actions.add_parser("runs", help="action runs, newest first")
     runs.add_argument("--source", default="", metavar="NAME")
+    runs.add_argument("--status", choices=list(ACTION_RUN_STATUSES))
     runs.add_argument("--limit", type=LIMIT, default=100, metavar="N", help="at most N runs (default 100)")
     _json_flag(runs)
     runs.set_defaults(func=cmd_actions_runs)
+    retry = actions.add_parser("retry", help="make a dead or failed action run due again now")
+    retry.add_argument("id", metavar="ID")
+    _json_flag(retry)
+    retry.set_defaults(func=cmd_actions_retry)
     return parser
 
 

@@ -19,6 +19,8 @@ from hookbay.admin.v1 import admin_service_pb2 as pb
 from hookbay.types.v1 import types_pb2
 
 MAX_CELL = 60
+# The keys of an action rule, in the order sources.yaml documents them.
+RULE_KEYS = ("name", "type", "on", "when", "to", "subject", "body", "sender")
 
 
 # -- conversions -----------------------------------------------------------------------------------
@@ -55,6 +57,13 @@ def struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     return plain(json_format.MessageToDict(struct))
 
 
+def rule_dict(rule: types_pb2.ActionRule) -> dict[str, Any]:
+    """Every key, "" when unset, except ``on``, which means ``root`` when unset."""
+    data = {key: getattr(rule, key) for key in RULE_KEYS}
+    data["on"] = data["on"] or "root"
+    return data
+
+
 def source_dict(source: pb.Source) -> dict[str, Any]:
     return {
         "id": source.id,
@@ -66,6 +75,7 @@ def source_dict(source: pb.Source) -> dict[str, Any]:
         "format": source.format,
         "max_body": source.max_body,
         "settings": struct_dict(source.settings),
+        "actions": [rule_dict(rule) for rule in source.actions],
         "created_at": iso(source, "created_at"),
         "updated_at": iso(source, "updated_at"),
     }
@@ -87,6 +97,9 @@ def packet_dict(packet: pb.Packet, *, detail: bool = False) -> dict[str, Any]:
         "error": packet.error,
         "client_addr": packet.client_addr,
         "archived": packet.archived,
+        "format": packet.format,
+        "record_count": packet.record_count,
+        "actions_state": packet.actions_state,
     }
     if detail:
         data["query_string"] = packet.query_string
@@ -121,6 +134,7 @@ def action_run_dict(run: types_pb2.ActionRun) -> dict[str, Any]:
         "status": enum_word(types_pb2.ActionRunStatus, run.status, "ACTION_RUN_STATUS_"),
         "attempts": run.attempts,
         "last_error": run.last_error,
+        "message_id": run.message_id,
         "created_at": iso(run, "created_at"),
         "updated_at": iso(run, "updated_at"),
         "next_attempt_at": iso(run, "next_attempt_at"),
@@ -207,11 +221,29 @@ def show_source(source: dict[str, Any]) -> None:
             "updated_at",
         ],
     )
+    if source["actions"]:
+        print("actions:")
+        for rule in source["actions"]:
+            print(f"  - {rule['name']} ({rule['type']} on {rule['on']})")
+            for key in RULE_KEYS[3:]:
+                if rule[key]:
+                    print(f"      {key}: {cell(rule[key])}")
 
 
 def show_packets(packets: list[dict[str, Any]]) -> None:
     print_table(
-        ["ID", "RECEIVED", "SOURCE", "STATUS", "SIZE", "CONTENT TYPE", "ATTEMPTS", "ERROR"],
+        [
+            "ID",
+            "RECEIVED",
+            "SOURCE",
+            "STATUS",
+            "SIZE",
+            "CONTENT TYPE",
+            "FORMAT",
+            "RECORDS",
+            "ATTEMPTS",
+            "ERROR",
+        ],
         [
             [
                 p["id"],
@@ -220,6 +252,8 @@ def show_packets(packets: list[dict[str, Any]]) -> None:
                 p["status"],
                 p["size"],
                 p["content_type"],
+                p["format"],
+                p["record_count"],
                 p["attempts"],
                 p["error"],
             ]
@@ -239,6 +273,9 @@ def show_packet(packet: dict[str, Any]) -> None:
             "status",
             "received_at",
             "parsed_at",
+            "format",
+            "record_count",
+            "actions_state",
             "method",
             "query_string",
             "content_type",

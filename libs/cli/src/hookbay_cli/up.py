@@ -3,24 +3,35 @@
 Receiver, parser and actions run as child processes (``python -m hookbay_<service>``), the same way
 they run in production, so nothing here imports them. This process checks the ports, migrates the
 database, starts the children, waits until they answer, restarts one that dies, and on Ctrl-C or
-SIGTERM stops them all before exiting.
+SIGTERM stops them all before exiting. On Linux the children also die with it when it is killed
+outright (SIGKILL, OOM killer): they are started with a parent-death signal.
+
+Unless ``HOOKBAY_SMTP_URL`` points elsewhere, this process also runs a local mail capture (an SMTP
+server in a thread, part of the tool rather than a service) that saves every email the actions
+service sends as an ``.eml`` file in ``DATA_DIR/outbox``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -39,6 +50,8 @@ MAX_QUICK_DEATHS = 5
 # The services exit 2 when they cannot start at all (port taken, schema out of date): retrying won't help.
 EXIT_CANNOT_START = 2
 DEFAULT_ADMIN_PORT = 50051
+SMTP_HOST = "127.0.0.1"  # the mail capture is for this machine only
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 # Local probes must never go through an HTTP proxy, and must notice a freshly started server quickly.
 LOCAL_GRPC_OPTIONS = [
@@ -59,6 +72,8 @@ class UpConfig:
     actions_port: int
     database_url: str
     raw_store_url: str
+    smtp_port: int = 8025
+    smtp_url: str = ""  # HOOKBAY_SMTP_URL from the environment; empty: run the local mail capture
     admin_host: str = "127.0.0.1"
     parser_host: str = "127.0.0.1"
     actions_host: str = "127.0.0.1"
@@ -74,6 +89,7 @@ class UpConfig:
         parser_port: int,
         actions_port: int,
         environ: dict[str, str],
+        smtp_port: int = 8025,
     ) -> UpConfig:
         """Flags first; the database and raw store from the environment when set there."""
         root = Path(data_dir).expanduser().resolve()
@@ -86,6 +102,8 @@ class UpConfig:
             actions_port=actions_port,
             database_url=environ.get("HOOKBAY_DATABASE_URL") or f"sqlite:///{root / 'hookbay.db'}",
             raw_store_url=environ.get("HOOKBAY_RAW_STORE_URL") or f"file://{root / 'raw'}",
+            smtp_port=smtp_port,
+            smtp_url=environ.get("HOOKBAY_SMTP_URL") or "",
             # The services read their bind hosts from the environment too; probe where they will bind.
             admin_host=environ.get("HOOKBAY_ADMIN_HOST") or "127.0.0.1",
             parser_host=environ.get("HOOKBAY_PARSER_HOST") or "127.0.0.1",
@@ -105,12 +123,22 @@ class UpConfig:
         return join_host_port(connect_host(self.actions_host), self.actions_port)
 
     @property
+    def capture_mail(self) -> bool:
+        return not self.smtp_url
+
+    @property
+    def outbox(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
     def http_url(self) -> str:
         return f"http://{join_host_port(connect_host(self.http_host), self.http_port)}"
 
     def child_env(self, environ: dict[str, str]) -> dict[str, str]:
+        mail = {"HOOKBAY_SMTP_URL": f"smtp://{SMTP_HOST}:{self.smtp_port}"} if self.capture_mail else {}
         return {
             **environ,
+            **mail,
             "HOOKBAY_DATABASE_URL": self.database_url,
             "HOOKBAY_RAW_STORE_URL": self.raw_store_url,
             "HOOKBAY_HTTP_HOST": self.http_host,
@@ -148,12 +176,15 @@ class PortUse:
 
 
 def port_uses(config: UpConfig) -> list[PortUse]:
-    return [
+    uses = [
         PortUse(config.http_host, config.http_port, "HTTP", "--http-port"),
         PortUse(config.admin_host, config.admin_port, "admin gRPC", "--admin-port"),
         PortUse(config.parser_host, config.parser_port, "parser gRPC", "--parser-port"),
         PortUse(config.actions_host, config.actions_port, "actions gRPC", "--actions-port"),
     ]
+    if config.capture_mail:
+        uses.append(PortUse(SMTP_HOST, config.smtp_port, "mail capture SMTP", "--smtp-port"))
+    return uses
 
 
 def check_ports(uses: list[PortUse]) -> None:
@@ -206,11 +237,39 @@ def log(message: str) -> None:
     print(f"hookbay: {message}", file=sys.stderr, flush=True)
 
 
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux SIGTERM the child when this process dies, however it dies.
+
+    Without it a SIGKILLed ``up`` leaves the services running and holding their ports. Everything
+    is looked up here, in the parent, so the child between fork and exec only makes the one call.
+    The signal follows the *thread* that forked: children are only ever started from the main
+    thread. None (no preexec_fn) where prctl does not exist.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sigterm)
+
+    return preexec
+
+
 @dataclass
 class Child:
     name: str
     module: str
     env: dict[str, str]
+    preexec: Callable[[], None] | None = None
     popen: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0  # deaths since it last ran stably, for the backoff
@@ -219,9 +278,12 @@ class Child:
 
     def start(self) -> None:
         # stdout/stderr are inherited: the services' logs are the user's view of what happens. The
-        # terminal's input stays with `up`.
+        # terminal's input stays with `up`. preexec_fn: see die_with_parent.
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -300,6 +362,82 @@ def stop_children(children: list[Child], signals: Signals, grace: float = STOP_G
             if not hurried:
                 log(f"the {child.name} did not stop within {grace:.0f}s; killing it")
             child.kill()
+
+
+# -- mail capture ----------------------------------------------------------------------------------
+
+
+class Outbox:
+    """aiosmtpd handler: every message received becomes one ``.eml`` file in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        try:
+            self.save(envelope.original_content or envelope.content or b"")
+        except OSError as exc:
+            log(f"the mail capture cannot save a message in {self.directory}: {exc.strerror or exc}")
+            return "451 Requested action aborted: cannot save the message"
+        return "250 Message accepted for delivery"
+
+    def save(self, data: bytes) -> Path:
+        """Write atomically (temporary file, then rename): a reader never sees half a message."""
+        now = datetime.now(UTC)
+        name = f"{now:%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(4)}.eml"
+        final = self.directory / name
+        temporary = self.directory / f".{name}.tmp"
+        try:
+            with open(temporary, "xb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        return final
+
+
+class MailCapture:
+    """The local SMTP server of ``hookbay up``, in a thread of this process (aiosmtpd's Controller)."""
+
+    def __init__(self, port: int, outbox: Path) -> None:
+        self.port = port
+        self.outbox = outbox
+        self._controller: Any = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        try:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot create the outbox {self.outbox}: {exc.strerror or exc}") from None
+        # server_hostname: without it aiosmtpd asks DNS for this machine's name, which can hang.
+        controller = Controller(
+            Outbox(self.outbox), hostname=SMTP_HOST, port=self.port, server_hostname="localhost"
+        )
+        try:
+            controller.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"port {self.port} is already in use (mail capture SMTP); pick another with --smtp-port"
+                ) from None
+            raise CliError(
+                f"cannot start the mail capture on port {self.port}: {exc.strerror or exc}"
+            ) from None
+        except Exception as exc:
+            raise CliError(f"cannot start the mail capture on port {self.port}: {exc}") from None
+        self._controller = controller
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            with contextlib.suppress(Exception):
+                self._controller.stop()
+            self._controller = None
 
 
 # -- readiness -------------------------------------------------------------------------------------
@@ -383,8 +521,21 @@ def migrate(database_url: str) -> None:
         raise CliError(f"cannot migrate the database at {safe_url(database_url)}: {first}") from None
 
 
+def safe_smtp_url(url: str) -> str:
+    """The SMTP URL without its user and password, for messages."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    except ValueError:
+        return url.rpartition("@")[2]
+
+
 def banner(config: UpConfig) -> str:
     prefix = "" if config.admin_port == DEFAULT_ADMIN_PORT else f"HOOKBAY_ADMIN_ADDR={config.admin_addr} "
+    if config.capture_mail:
+        mail = f"  outbox     {config.outbox}   (emails are captured here, smtp://{SMTP_HOST}:{config.smtp_port})"
+    else:
+        mail = f"  mail       {safe_smtp_url(config.smtp_url)}   (HOOKBAY_SMTP_URL; no local capture)"
     return "\n".join(
         [
             "",
@@ -393,11 +544,13 @@ def banner(config: UpConfig) -> str:
             f"  admin API  {config.admin_addr}",
             f"  database   {safe_url(config.database_url)}",
             f"  raw store  {config.raw_store_url}",
+            mail,
             "",
             "Try it:",
             f"  {prefix}uv run hookbay sources create --name shop      # prints the source's URL",
             "  curl -X POST --data-binary @order.json -H 'content-type: application/json' <url>",
             f"  {prefix}uv run hookbay packets list",
+            f"  {prefix}uv run hookbay records list",
             "",
             "Press Ctrl-C to stop.",
             "",
@@ -427,9 +580,13 @@ def run(config: UpConfig) -> int:
         return 0
 
     env = config.child_env(dict(os.environ))
-    children = [Child(name, module, env) for name, module in SERVICES]
+    preexec = die_with_parent()
+    children = [Child(name, module, env, preexec) for name, module in SERVICES]
+    capture = MailCapture(config.smtp_port, config.outbox) if config.capture_mail else None
     readiness = Readiness(config)
     try:
+        if capture is not None:
+            capture.start()  # before the actions service, which may have mail to send at once
         for child in children:
             child.start()
         deadline = time.monotonic() + READY_TIMEOUT
@@ -455,5 +612,7 @@ def run(config: UpConfig) -> int:
     finally:
         readiness.close()
         stop_children(children, signals)
+        if capture is not None:
+            capture.stop()  # after the actions service, so a mail it is sending still lands
     log("stopped")
     return 0

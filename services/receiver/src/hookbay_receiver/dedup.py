@@ -29,8 +29,18 @@ def _digest(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}\x00{value[:MAX_KEY_SOURCE]}".encode()).hexdigest()
 
 
-def dedup_key(config: DoorConfig, headers: Mapping[str, str], content_type: str, body: bytes) -> str | None:
-    """A stable key for this delivery, or None when it has none (then it is always stored)."""
+def dedup_key(
+    config: DoorConfig,
+    headers: Mapping[str, str],
+    content_type: str,
+    body: bytes,
+    verified_id: str | None = None,
+) -> str | None:
+    """A stable key for this delivery, or None when it has none (then it is always stored).
+
+    ``verified_id`` is the message id a signature covered (Standard Webhooks, Svix): when there
+    is one, automatic dedup uses it, never an unsigned header a replayer could change.
+    """
     mode = config.settings.dedup
     if mode == "off":
         return None
@@ -40,6 +50,8 @@ def dedup_key(config: DoorConfig, headers: Mapping[str, str], content_type: str,
     if isinstance(mode, DedupJsonPath):
         value = _json_path(config, body)
         return _digest(f"json:{mode.json_path}", value) if value else None
+    if verified_id:
+        return _digest("webhook-id", verified_id)
     return _automatic(headers, content_type, body)
 
 

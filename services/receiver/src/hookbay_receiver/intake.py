@@ -134,7 +134,7 @@ class IntakeService:
             and (reply := handshakes.graph_validation(incoming.query_string))
         ):
             return reply
-        await self._verify(source, incoming, headers)
+        verified_id = await self._verify(source, incoming, headers)
         if (
             shakes
             and shakes.slack_url_verification
@@ -144,7 +144,11 @@ class IntakeService:
         if shakes and shakes.github_ping and handshakes.github_ping(headers):
             accepted = await self.accept(source, incoming, status=PacketStatus.IGNORED, reason="github ping")
             return _json_reply(accepted)
-        key = dedup_key(source.door, headers, incoming.content_type, incoming.body) if source.door else None
+        key = (
+            dedup_key(source.door, headers, incoming.content_type, incoming.body, verified_id)
+            if source.door
+            else None
+        )
         accepted = await self.accept(source, incoming, dedup=key)
         return self._answer(source, incoming, accepted)
 
@@ -160,12 +164,13 @@ class IntakeService:
             return handshakes.cloudevents_options(headers, source.door.settings.rate_limit.rate)
         return None
 
-    async def _verify(self, source: SourceInfo, incoming: Incoming, headers: dict[str, str]) -> None:
+    async def _verify(self, source: SourceInfo, incoming: Incoming, headers: dict[str, str]) -> str | None:
+        """Check the signature; return the message id it covers, if the scheme has one."""
         if source.door is None or source.door.verify is None:
-            return
+            return None
         delivery = Delivery(method=incoming.method, url=incoming.url, headers=headers, body=incoming.body)
         try:
-            verify(source.door.verify, delivery)
+            return verify(source.door.verify, delivery)
         except VerificationFailed as exc:
             reason = str(exc)
             log.warning(

@@ -204,9 +204,12 @@ def requeue_packets(
     status: str | None,
     now: datetime,
 ) -> int:
-    """Make packets due for the parser again; the parser replaces their record set."""
-    query = update(Packet).values(
-        status=PacketStatus.RECEIVED, lease_until=now, lease_owner=None, attempts=0, last_error=None
+    """Make packets due for the parser again; the parser replaces their record set. Rejected
+    packets (failed verification, kept only for inspection) are never sent to the parser."""
+    query = (
+        update(Packet)
+        .where(Packet.status != PacketStatus.REJECTED)
+        .values(status=PacketStatus.RECEIVED, lease_until=now, lease_owner=None, attempts=0, last_error=None)
     )
     if ids:
         query = query.where(Packet.id.in_(ids))
