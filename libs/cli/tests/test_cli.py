@@ -312,8 +312,13 @@ def test_sources_create_list_show_pause_resume_rotate(stack: Up) -> None:
     assert rotated["url"] == new_url
     assert rotated["guid"] != created["guid"]
     assert rotated["id"] == created["id"]
-    assert stack.http.post(created["url"], content=b"{}").status_code == 404
+    # By default the old URL keeps working for a day, so senders can be moved over.
+    assert stack.http.post(created["url"], content=b"{}").status_code == 200
     assert stack.http.post(new_url, content=b"{}").status_code == 200
+    newest = stack.ok("sources", "rotate", name, "--now").strip()
+    assert stack.http.post(new_url, content=b"{}").status_code == 404
+    assert stack.http.post(created["url"], content=b"{}").status_code == 404
+    assert stack.http.post(newest, content=b"{}").status_code == 200
 
 
 def test_creating_a_duplicate_source_is_one_line(stack: Up) -> None:
@@ -934,3 +939,38 @@ def test_children_die_with_a_sigkilled_up(tmp_path: Path) -> None:
             if pid_running(pid):
                 os.kill(pid, signal.SIGKILL)
         up.stop()
+
+
+def test_door_settings_apply_idempotently_and_never_echo_secrets(stack: Up, tmp_path: Path) -> None:
+    """verify: and friends sit at the source's top level; secrets come back only as fingerprints,
+    and a second apply of the same file changes nothing."""
+    sources = tmp_path / "door.yaml"
+    sources.write_text(
+        "sources:\n"
+        "  - name: gh-door\n"
+        "    verify: {scheme: github, secrets: [door-secret-123]}\n"
+        "    dedup: {header: X-Request-Id}\n"
+        "    rate_limit: {rate: 10, burst: 20}\n"
+    )
+    assert "created" in stack.ok("apply", "-f", str(sources))
+    assert "unchanged" in stack.ok("apply", "-f", str(sources))
+    shown = stack.ok("sources", "show", "gh-door", "--json")
+    assert "door-secret-123" not in shown
+    settings = json.loads(shown)["settings"]
+    assert settings["verify"]["secrets"][0]["fingerprint"].startswith("sha256:")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - name: gh-door\n    verify: {scheme: gitlab, secrets: [x]}\n")
+    result = stack.cli("apply", "-f", str(bad))
+    assert result.returncode == 1 and b"verify.scheme" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_rotate_with_overlap_and_now(stack: Up) -> None:
+    created = stack.json("sources", "create", "--name", "rot")
+    rotated = stack.json("sources", "rotate", "rot", "--overlap", "1h")
+    assert rotated["guid"] != created["guid"]
+    assert rotated["previous_guid"] == created["guid"]
+    assert rotated["previous_guid_expires_at"]
+    revoked = stack.json("sources", "rotate", "rot", "--now")
+    assert revoked["previous_guid"] is None
+    bad = stack.cli("sources", "rotate", "rot", "--overlap", "soon")
+    assert bad.returncode == 2 and b"not a duration" in bad.stderr

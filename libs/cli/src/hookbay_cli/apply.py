@@ -28,6 +28,7 @@ from hookbay_cli.errors import CliError
 from hookbay_cli.output import plain, rule_dict, struct_dict
 from hookbay_common.errors import InvalidArgument
 from hookbay_common.rules import ActionRule, validate_rules
+from hookbay_common.secrets import redact
 
 # -- the file format -------------------------------------------------------------------------------
 
@@ -48,12 +49,44 @@ class SourceSpec(Spec):
     settings: dict[str, JsonValue] | None = None
     # None (key absent): the rules stay as they are; a list (even empty) replaces them.
     actions: list[ActionRule] | None = None
+    # The door: kept in the source's settings, written at the top level for readability. The
+    # server validates them and names the offending key.
+    verify: dict[str, JsonValue] | None = None
+    quarantine: bool | None = None
+    dedup: JsonValue = None
+    rate_limit: dict[str, JsonValue] | None = None
+    handshakes: dict[str, JsonValue] | None = None
+    verify_token: StrictStr | None = None
+    response: dict[str, JsonValue] | None = None
+    content_types: list[StrictStr] | None = None
+
+    def effective_settings(self) -> dict[str, Any] | None:
+        """``settings`` with the door keys merged in; None when the file names none of them."""
+        door = {key: getattr(self, key) for key in DOOR_KEYS if getattr(self, key) is not None}
+        if self.settings is None and not door:
+            return None
+        clash = sorted(set(door) & set(self.settings or {}))
+        if clash:
+            raise ValueError(f"{clash[0]}: given both at the top level and under settings")
+        return {**(self.settings or {}), **door}
 
     def rules(self) -> list[dict[str, Any]] | None:
         """The rules as the server stores them (every key, defaults filled in), or None."""
         if self.actions is None:
             return None
         return validate_rules([rule.model_dump() for rule in self.actions])
+
+
+DOOR_KEYS = (
+    "verify",
+    "quarantine",
+    "dedup",
+    "rate_limit",
+    "handshakes",
+    "verify_token",
+    "response",
+    "content_types",
+)
 
 
 class ApplyFile(Spec):
@@ -125,6 +158,10 @@ def parse(label: str, data: bytes) -> ApplyFile:
         raise CliError(f"{label}: {describe(errors[0])}{more}") from None
     seen: dict[str, int] = {}
     for index, source in enumerate(spec.sources):
+        try:
+            source.effective_settings()
+        except ValueError as exc:
+            raise CliError(f"{label}: sources[{index}].{exc}") from None
         inexact = inexact_numbers(source.settings or {}, f"sources[{index}].settings")
         if inexact:
             raise CliError(
@@ -294,8 +331,10 @@ def field_changes(spec: SourceSpec, current: pb.Source) -> dict[str, Any]:
         changes["format"] = spec.format
     if spec.max_body is not None and spec.max_body != current.max_body:
         changes["max_body"] = spec.max_body
-    if spec.settings is not None and _normal_settings(spec.settings) != struct_dict(current.settings):
-        changes["settings"] = spec.settings
+    settings = spec.effective_settings()
+    # The server shows secrets only as fingerprints: compare like with like.
+    if settings is not None and _normal_settings(redact(settings)) != struct_dict(current.settings):
+        changes["settings"] = settings
     rules = spec.rules()
     if rules is not None and rules != [rule_dict(rule) for rule in current.actions]:
         changes["actions"] = rules
@@ -325,7 +364,7 @@ def apply_source(client: AdminClient, spec: SourceSpec) -> Outcome:
             client=spec.client or "",
             fmt=spec.format or "",
             max_body=spec.max_body or 0,
-            settings=spec.settings,
+            settings=spec.effective_settings(),
             actions=spec.rules(),
             # Created paused, not paused just after: its URL never accepts a packet in between.
             paused=spec.status == "paused",

@@ -181,8 +181,9 @@ class AdminClient:
     def resume_source(self, name: str) -> pb.Source:
         return self._call(self._stub.ResumeSource, pb.ResumeSourceRequest(source=source_ref(name)))
 
-    def rotate_source(self, name: str) -> pb.Source:
-        return self._call(self._stub.RotateSourceGuid, pb.RotateSourceGuidRequest(source=source_ref(name)))
+    def rotate_source(self, name: str, overlap_seconds: int = 0) -> pb.Source:
+        request = pb.RotateSourceGuidRequest(source=source_ref(name), overlap_seconds=overlap_seconds)
+        return self._call(self._stub.RotateSourceGuid, request)
 
     # -- packets, records, runs ------------------------------------------------------------------
 

@@ -97,8 +97,15 @@ def cmd_migrate(_args: argparse.Namespace, _ctx: Context) -> int:
 
 
 def cmd_sources_create(args: argparse.Namespace, ctx: Context) -> int:
+    if args.secret and not args.verify:
+        raise CliError("--secret needs --verify SCHEME", exit_code=2)
+    if args.verify and not args.secret and args.verify not in ("basic",):
+        raise CliError(f"--verify {args.verify} needs --secret", exit_code=2)
+    settings = {"verify": {"scheme": args.verify, "secrets": args.secret}} if args.verify else None
     source = output.source_dict(
-        ctx.client.create_source(name=args.name, client=args.client, fmt=args.format, max_body=args.max_body)
+        ctx.client.create_source(
+            name=args.name, client=args.client, fmt=args.format, max_body=args.max_body, settings=settings
+        )
     )
     if args.json:
         output.print_json(source)
@@ -139,12 +146,24 @@ def _source_action(method: str, done: str) -> Callable[[argparse.Namespace, Cont
 
 
 def cmd_sources_rotate(args: argparse.Namespace, ctx: Context) -> int:
-    source = output.source_dict(ctx.client.rotate_source(args.name))
+    overlap = 0 if args.now else args.overlap
+    source = output.source_dict(ctx.client.rotate_source(args.name, overlap))
     if args.json:
         output.print_json(source)
     else:
         print(source["url"])  # alone on stdout, so scripts can capture it
     return 0
+
+
+def DURATION(text: str) -> int:
+    """Seconds from '90', '30s', '15m', '24h' or '7d'."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    scale = units.get(text[-1:])
+    number = text[:-1] if scale else text
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30s, 15m, 24h or 7d)")
+    return int(number) * (scale or 1)
 
 
 def cmd_apply(args: argparse.Namespace, ctx: Context) -> int:
@@ -277,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--max-body", type=BYTES, default=0, metavar="BYTES", help="body limit (0: the default)"
     )
+    create.add_argument(
+        "--verify", metavar="SCHEME", help="check signatures: github, stripe, standard-webhooks, shopify, …"
+    )
+    create.add_argument(
+        "--secret", action="append", default=[], metavar="S", help="signing secret (repeatable)"
+    )
     _json_flag(create)
     create.set_defaults(func=cmd_sources_create)
     listing = sources.add_parser("list", help="list sources")
@@ -286,10 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", cmd_sources_show, "show one source"),
         ("pause", _source_action("pause_source", "paused"), "stop accepting packets (senders get 404)"),
         ("resume", _source_action("resume_source", "resumed"), "accept packets again"),
-        ("rotate", cmd_sources_rotate, "issue a new URL; the old one stops working"),
+        ("rotate", cmd_sources_rotate, "issue a new URL; the old one keeps working for --overlap"),
     ]:
         sub = sources.add_parser(name, help=text)
         sub.add_argument("name", metavar="NAME")
+        if name == "rotate":
+            sub.add_argument(
+                "--overlap",
+                type=DURATION,
+                default=86400,
+                metavar="DURATION",
+                help="how long the old URL keeps working: 30s, 15m, 24h, 7d (default 24h)",
+            )
+            sub.add_argument("--now", action="store_true", help="revoke the old URL at once")
         _json_flag(sub)
         sub.set_defaults(func=func)
 

@@ -76,6 +76,9 @@ def source_dict(source: pb.Source) -> dict[str, Any]:
         "max_body": source.max_body,
         "settings": struct_dict(source.settings),
         "actions": [rule_dict(rule) for rule in source.actions],
+        # After a rotation with overlap: the old GUID, still accepted until then.
+        "previous_guid": source.previous_guid or None,
+        "previous_guid_expires_at": iso(source, "previous_guid_expires_at"),
         "created_at": iso(source, "created_at"),
         "updated_at": iso(source, "updated_at"),
     }
@@ -95,6 +98,7 @@ def packet_dict(packet: pb.Packet, *, detail: bool = False) -> dict[str, Any]:
         "parsed_at": iso(packet, "parsed_at"),
         "attempts": packet.attempts,
         "error": packet.error,
+        "receipts": packet.receipts,
         "client_addr": packet.client_addr,
         "archived": packet.archived,
         "format": packet.format,

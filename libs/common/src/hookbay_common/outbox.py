@@ -69,7 +69,9 @@ class OutboxPump(Generic[T]):
                 claimed = await self._claim()
             except Exception as exc:
                 self._slots.release()
-                log.warning("outbox.claim_failed", outbox=self.name, error=type(exc).__name__)
+                log.warning(
+                    "outbox.claim_failed", outbox=self.name, error=type(exc).__name__, detail=str(exc)[:300]
+                )
                 await self._sleep(max(self._idle_poll, 1.0))
                 continue
             if not claimed:
@@ -84,7 +86,9 @@ class OutboxPump(Generic[T]):
         try:
             await self._deliver(claimed)
         except Exception as exc:  # the leases run out and the work comes due again; nothing is lost
-            log.warning("outbox.deliver_error", outbox=self.name, error=type(exc).__name__)
+            log.warning(
+                "outbox.deliver_error", outbox=self.name, error=type(exc).__name__, detail=str(exc)[:300]
+            )
         finally:
             self._slots.release()
 

@@ -61,6 +61,9 @@ class ReceiverSettings(CommonSettings):
         default=2.0, description="Longest a packet waits for others to share its group commit."
     )
     commit_max_batch: int = Field(default=256, description="Most packets committed in one transaction.")
+    commit_concurrency: int = Field(
+        default=4, description="Group commits in flight at once on PostgreSQL (SQLite always uses one)."
+    )
     ack_timeout: float = Field(
         default=1.5, description="Seconds a request waits for its commit before answering 503."
     )

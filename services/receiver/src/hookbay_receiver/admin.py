@@ -30,10 +30,10 @@ from hookbay_common.db.models import Packet, PacketStatus, Source, SourceStatus
 from hookbay_common.errors import HookbayError, InvalidArgument, NotFound, Unavailable, grpc_abort
 from hookbay_common.grpc_server import Service
 from hookbay_common.ids import parse_uuid
+from hookbay_common.secrets import redact
 from hookbay_receiver.dedup import dedup_key
 from hookbay_receiver.intake import Incoming, IntakeService
 from hookbay_receiver.packets import PacketService
-from hookbay_receiver.source_config import redact
 from hookbay_receiver.sources import SourceInfo, SourceService, normalize_guid
 
 log = structlog.get_logger("hookbay.receiver.admin")

@@ -16,7 +16,7 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from hookbay_common.db.engine import make_engine, make_sessionmaker
+from hookbay_common.db.engine import is_sqlite, make_engine, make_sessionmaker
 from hookbay_common.db.migrate import is_current
 from hookbay_common.grpc_server import GrpcServer, PortInUse, stop_event
 from hookbay_common.rawstore import open_raw_store
@@ -133,6 +133,7 @@ async def run(settings: ReceiverSettings) -> None:
         engine,
         interval=settings.commit_interval_ms / 1000,
         max_batch=settings.commit_max_batch,
+        concurrency=1 if is_sqlite(settings.database_url) else settings.commit_concurrency,
         on_commit=dispatcher.wake if settings.dispatch_enabled else None,
     )
     cache = SourceCache(factory, ttl=settings.source_cache_ttl)

@@ -1,30 +1,170 @@
-"""The public HTTP transport: thin routes over :class:`IntakeService`, one error shape for every 4xx/5xx."""
+"""The public HTTP transport: thin over :class:`IntakeService`, one error shape for every 4xx/5xx.
+
+``POST /V1/Data/{guid}`` is the hot path, served by a plain ASGI handler in front of FastAPI:
+routing, request objects and response classes would cost more per packet than storing it. The
+rest (handshake GETs and OPTIONS, 405s, health) goes through FastAPI, where speed does not matter.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.status import HTTP_408_REQUEST_TIMEOUT
 
 from hookbay_common.errors import HookbayError, PayloadTooLarge
-from hookbay_common.logging import guid_prefix
 from hookbay_receiver.handshakes import Reply
 from hookbay_receiver.intake import Incoming, IntakeService
 
 log = structlog.get_logger("hookbay.receiver.http")
 
 DATA_PATHS = ("/V1/Data/{guid}", "/v1/data/{guid}")
+DATA_PREFIXES = ("/V1/Data/", "/v1/data/")
 OTHER_METHODS = ["PUT", "PATCH", "DELETE", "HEAD"]
 
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]
+]
 
-def error_response(status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+
+
+def error_reply(
+    status: int, code: str, message: str, retry_after: int | None = None, close: bool = False
+) -> Reply:
+    headers: list[tuple[str, str]] = []
+    if retry_after is not None:
+        headers.append(("Retry-After", str(retry_after)))
+    if close:
+        # Close instead of draining the rest of an oversized or stalled body into the void.
+        headers.append(("Connection", "close"))
+    return Reply(status, "application/json", error_body(code, message), tuple(headers))
+
+
+def domain_error(exc: HookbayError) -> Reply:
+    return error_reply(
+        exc.http_status, exc.code, exc.message, exc.retry_after, close=isinstance(exc, PayloadTooLarge)
+    )
+
+
+def error_response(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
+    return _response(error_reply(status, code, message, retry_after))
+
+
+class Receiver:
+    """The ASGI application: the data route here, everything else in FastAPI."""
+
+    def __init__(
+        self, intake: IntakeService, fallback: ASGIApp, *, body_timeout: float, public_url: str | None
+    ) -> None:
+        self._intake = intake
+        self._fallback = fallback
+        self._body_timeout = body_timeout
+        self._public_url = public_url.rstrip("/") if public_url else None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path.startswith(DATA_PREFIXES) and "/" not in path[9:]:
+                reply = await self._post(path[9:], scope, receive)
+                await _send(send, reply)
+                return
+        await self._fallback(scope, receive, send)
+
+    async def _post(self, guid: str, scope: dict[str, Any], receive: Any) -> Reply:
+        intake = self._intake
+        client = scope.get("client")
+        client_addr = client[0] if client else ""
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
+        content_type = ""
+        declared = None
+        for name, value in headers:
+            if name == "content-type" and not content_type:
+                content_type = value
+            elif name == "content-length" and declared is None:
+                declared = value
+        try:
+            source = await intake.resolve(guid, client_addr)
+            intake.admit(source, content_type)
+            if declared is not None and declared.isdigit():
+                intake.check_size(source, int(declared))
+            try:
+                async with asyncio.timeout(self._body_timeout):
+                    body = await _read_limited(receive, intake.limit_for(source))
+            except TimeoutError:
+                return error_reply(408, "request_timeout", "the body was not sent in time", close=True)
+            query = scope.get("query_string", b"").decode("latin-1")
+            incoming = Incoming(
+                method="POST",
+                query_string=query,
+                headers=headers,
+                content_type=content_type,
+                client_addr=client_addr,
+                body=body,
+                url=self._url(scope, headers, query),
+            )
+            return await intake.receive(source, incoming)
+        except HookbayError as exc:
+            return domain_error(exc)
+
+    def _url(self, scope: dict[str, Any], headers: list[tuple[str, str]], query: str) -> str:
+        """The URL the sender addressed, as signature schemes that sign it (Twilio, HubSpot) saw it."""
+        suffix = scope["path"] + (f"?{query}" if query else "")
+        if self._public_url:
+            return self._public_url + suffix
+        host = next((v for k, v in headers if k == "host"), "")
+        if not host and scope.get("server"):
+            server_host, server_port = scope["server"]
+            host = f"{server_host}:{server_port}"
+        return f"{scope.get('scheme', 'http')}://{host}{suffix}"
+
+
+async def _read_limited(receive: Any, limit: int) -> bytes:
+    """Read the body, refusing as soon as it passes ``limit``: at most the limit plus one chunk is read."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError  # the client went away; nothing to answer
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds this source's limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send(send: Any, reply: Reply) -> None:
+    headers = [
+        (b"content-type", reply.content_type.encode()),
+        (b"content-length", str(len(reply.body)).encode()),
+    ]
+    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def _response(reply: Reply) -> Response:
+    response = Response(content=reply.body, status_code=reply.status, media_type=reply.content_type)
+    for name, value in reply.headers:
+        response.headers[name] = value
+    return response
+
+
+def method_not_allowed() -> Response:
+    response = error_response(405, "method_not_allowed", "send packets with POST")
+    response.headers["Allow"] = "POST"
+    return response
 
 
 def create_app(
@@ -33,19 +173,15 @@ def create_app(
     ready: Callable[[], Awaitable[bool]],
     body_timeout: float = 10.0,
     public_url: str | None = None,
-) -> FastAPI:
+) -> Receiver:
     app = FastAPI(title="Hookbay receiver", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(HookbayError)
-    async def _domain_error(_request: Request, exc: HookbayError) -> JSONResponse:
-        response = error_response(exc.http_status, exc.code, exc.message, exc.retry_after)
-        if isinstance(exc, PayloadTooLarge):
-            # Close instead of draining the rest of an oversized body into the void.
-            response.headers["Connection"] = "close"
-        return response
+    async def _domain_error(_request: Request, exc: HookbayError) -> Response:
+        return _response(domain_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         response = error_response(exc.status_code, code, str(exc.detail))
         if exc.headers:
@@ -55,57 +191,19 @@ def create_app(
     def client_of(request: Request) -> str:
         return request.client.host if request.client else ""
 
-    def public(request: Request) -> str:
-        """The URL the sender addressed, as signature schemes that sign it (Twilio, HubSpot) saw it."""
-        if not public_url:
-            return str(request.url)
-        query = request.url.query
-        return public_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")
-
-    async def receive(guid: str, request: Request) -> Response:
-        source = await intake.resolve(guid, client_of(request))
-        structlog.contextvars.bind_contextvars(source=source.name, guid=guid_prefix(source.guid))
-        content_type = request.headers.get("content-type", "")
-        intake.admit(source, content_type)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit():
-            intake.check_size(source, int(declared))
-        try:
-            async with asyncio.timeout(body_timeout):
-                body = await _read_limited(request, intake.limit_for(source))
-        except TimeoutError:
-            response = error_response(
-                HTTP_408_REQUEST_TIMEOUT, "request_timeout", "the body was not sent in time"
-            )
-            response.headers["Connection"] = "close"
-            return response
-        incoming = Incoming(
-            method=request.method,
-            query_string=request.url.query,
-            headers=[(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw],
-            content_type=content_type,
-            client_addr=client_of(request),
-            body=body,
-            url=public(request),
-        )
-        return _response(await intake.receive(source, incoming))
-
     async def probe(guid: str, request: Request) -> Response:
         """GET and OPTIONS: senders' verification handshakes, otherwise 405."""
         source = await intake.resolve(guid, client_of(request))
         if request.method == "GET":
             reply = intake.on_get(source, request.url.query)
-        elif request.method == "OPTIONS":
-            reply = intake.on_options(source, {k.lower(): v for k, v in request.headers.items()})
         else:
-            reply = None
+            reply = intake.on_options(source, {k.lower(): v for k, v in request.headers.items()})
         return _response(reply) if reply is not None else method_not_allowed()
 
-    async def other(guid: str) -> JSONResponse:
+    async def other(guid: str) -> Response:
         return method_not_allowed()
 
     for path in DATA_PATHS:
-        app.add_api_route(path, receive, methods=["POST"], include_in_schema=False)
         app.add_api_route(path, probe, methods=["GET", "OPTIONS"], include_in_schema=False)
         app.add_api_route(path, other, methods=OTHER_METHODS, include_in_schema=False)
 
@@ -119,29 +217,4 @@ def create_app(
             return JSONResponse({"status": "ready"})
         return error_response(503, "unavailable", "the database is unreachable", retry_after=1)
 
-    return app
-
-
-def method_not_allowed() -> JSONResponse:
-    response = error_response(405, "method_not_allowed", "send packets with POST")
-    response.headers["Allow"] = "POST"
-    return response
-
-
-def _response(reply: Reply) -> Response:
-    response = Response(content=reply.body, status_code=reply.status, media_type=reply.content_type)
-    for name, value in reply.headers:
-        response.headers[name] = value
-    return response
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """Read the body, refusing as soon as it passes ``limit``: at most the limit plus one chunk is read."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds this source's limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return Receiver(intake, app, body_timeout=body_timeout, public_url=public_url)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Json
 from sqlalchemy import Connection, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -86,7 +87,10 @@ def insert_packets(conn: Connection, rows: list[dict[str, Any]]) -> list[uuid.UU
     """
     plain = [row for row in rows if row["dedup_key"] is None]
     if plain:
-        conn.execute(insert(Packet), plain)
+        if conn.dialect.name == "postgresql":
+            _insert_plain_pg(conn, plain)
+        else:
+            conn.execute(insert(Packet), plain)
     firsts: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
     repeats: dict[tuple[uuid.UUID, str], int] = {}
     for row in rows:
@@ -113,6 +117,23 @@ def insert_packets(conn: Connection, rows: list[dict[str, Any]]) -> list[uuid.UU
         row["id"] if row["dedup_key"] is None else stored[(row["source_id"], row["dedup_key"])]
         for row in rows
     ]
+
+
+# The receipt columns, in the order _insert_plain_pg binds them.
+_RECEIPT_COLUMNS = (
+    "id", "source_id", "status", "method", "query_string", "headers", "content_type", "client_addr", "size",
+    "sha256", "dedup_key", "receipts", "body", "received_at", "attempts", "lease_until", "last_error",
+)  # fmt: skip
+# Built from the constant column names above; no input reaches this text.
+_INSERT_RECEIPTS = f"INSERT INTO packets ({', '.join(_RECEIPT_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_RECEIPT_COLUMNS))})"  # noqa: S608
+
+
+def _insert_plain_pg(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """The hot insert on PostgreSQL, straight through psycopg's executemany (one pipelined round
+    trip, adaptation in C): SQLAlchemy's per-row compilation and type processing cost more CPU than
+    the rest of a request."""
+    params = [tuple(Json(row[c]) if c == "headers" else row[c] for c in _RECEIPT_COLUMNS) for row in rows]
+    conn.exec_driver_sql(_INSERT_RECEIPTS, params)
 
 
 def _dialect_insert(conn: Connection) -> Any:
@@ -143,16 +164,15 @@ def claim_due_packets(
     return [row.id for row in result]
 
 
-def release_packets(conn: Connection, owner: str, retry_at: dict[uuid.UUID, datetime], error: str) -> None:
+def release_packets(
+    conn: Connection, owner: str, ids: Sequence[uuid.UUID], retry_at: datetime, error: str
+) -> None:
     """Give claimed packets back for a later attempt (only if still ours and still undispatched)."""
-    for packet_id, when in retry_at.items():
-        conn.execute(
-            update(Packet)
-            .where(
-                Packet.id == packet_id, Packet.lease_owner == owner, Packet.status == PacketStatus.RECEIVED
-            )
-            .values(lease_until=when, lease_owner=None, last_error=error[:2000])
-        )
+    conn.execute(
+        update(Packet)
+        .where(Packet.id.in_(ids), Packet.lease_owner == owner, Packet.status == PacketStatus.RECEIVED)
+        .values(lease_until=retry_at, lease_owner=None, last_error=error[:2000])
+    )
 
 
 def most_attempts(conn: Connection, ids: Sequence[uuid.UUID]) -> int:

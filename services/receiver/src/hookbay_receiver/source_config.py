@@ -18,7 +18,6 @@ compiles the result once per cache load.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -152,28 +151,3 @@ def compile_settings(raw: dict[str, Any], environ: dict[str, str] | None = None)
         jmespath.compile(settings.dedup.json_path) if isinstance(settings.dedup, DedupJsonPath) else None
     )
     return DoorConfig(settings=settings, verify=verify, response_body=template, dedup_path=dedup_path)
-
-
-def fingerprint(secret: str) -> str:
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
-
-
-def redact(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings as the admin API shows them: secrets replaced by fingerprints, never echoed."""
-    verify = settings.get("verify")
-    if not isinstance(verify, dict):
-        return settings
-    shown = {k: v for k, v in verify.items() if k not in ("secrets", "password")}
-    secrets = verify.get("secrets") or []
-    prints = []
-    for item in secrets if isinstance(secrets, list) else []:
-        value = item.get("value") if isinstance(item, dict) else item
-        entry: dict[str, Any] = {"fingerprint": fingerprint(str(value))}
-        if isinstance(item, dict) and item.get("expires_at"):
-            entry["expires_at"] = str(item["expires_at"])
-        prints.append(entry)
-    if prints:
-        shown["secrets"] = prints
-    if "password" in verify:
-        shown["password"] = {"fingerprint": fingerprint(str(verify["password"]))}
-    return {**settings, "verify": shown}

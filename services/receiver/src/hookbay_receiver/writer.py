@@ -1,8 +1,12 @@
-"""Group commit: one writer per process turns many concurrent receipts into one transaction.
+"""Group commit: one writer per process turns many concurrent receipts into few transactions.
 
 A request hands its packet row to the writer and waits. The writer takes everything queued (up to
 ``max_batch``, waiting at most ``interval`` for company), inserts it in one statement, commits once,
 and only then releases every waiting request. One fsync then acknowledges a whole group.
+
+Up to ``concurrency`` groups commit at once (each on its own connection and thread): while one
+waits for its fsync, the next is already being gathered and sent, so throughput is not capped at
+one group per fsync. SQLite has one writer at a time, so it gets a concurrency of one.
 """
 
 from __future__ import annotations
@@ -33,16 +37,19 @@ class GroupCommitWriter:
         interval: float,
         max_batch: int,
         max_queue: int = 20_000,
+        concurrency: int = 1,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self._engine = engine
+        self._slots = asyncio.Semaphore(concurrency)
+        self._commits: set[asyncio.Task[None]] = set()
         self._interval = interval
         self._max_batch = max_batch
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
         self._on_commit = on_commit
         self._task: asyncio.Task[None] | None = None
-        # Its own thread, so commits never queue behind reads stuck on a dead database connection.
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
+        # Its own threads, so commits never queue behind reads stuck on a dead database connection.
+        self._thread = ThreadPoolExecutor(concurrency, thread_name_prefix="group-commit")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
@@ -67,9 +74,11 @@ class GroupCommitWriter:
         except asyncio.QueueFull:
             raise Unavailable("the database is not keeping up; retry later", retry_after=1) from None
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            # The future is this request's alone, so a timeout may cancel it: the writer skips
+            # cancelled futures when it reports back.
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
-            future.add_done_callback(_consume)
             # The row may still commit later; the sender's retry then stores a second copy, which is
             # the safe side of at-least-once: an answer other than 2xx never hides a loss.
             raise Unavailable("the database did not confirm the write in time", retry_after=1) from None
@@ -77,6 +86,8 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            # Take a commit slot first, so a group keeps growing while every slot is busy.
+            await self._slots.acquire()
             batch = [await self._queue.get()]
             deadline = loop.time() + self._interval
             while len(batch) < self._max_batch:
@@ -92,7 +103,9 @@ class GroupCommitWriter:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
-            await self._commit(batch)
+            task = asyncio.create_task(self._commit(batch))
+            self._commits.add(task)
+            task.add_done_callback(self._commits.discard)
 
     async def _commit(self, batch: list[Item]) -> None:
         rows = [row for row, _ in batch]
@@ -111,15 +124,10 @@ class GroupCommitWriter:
             if self._on_commit is not None:
                 self._on_commit(len(rows))
         finally:
+            self._slots.release()
             for _ in batch:
                 self._queue.task_done()
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
         with self._engine.begin() as conn:
             return repository.insert_packets(conn, rows)
-
-
-def _consume(future: asyncio.Future[uuid.UUID]) -> None:
-    """Retrieve a late outcome nobody waits for any more, so asyncio does not report it as lost."""
-    if not future.cancelled():
-        future.exception()
