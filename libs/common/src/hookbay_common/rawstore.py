@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from hookbay_common.settings import CommonSettings
 
 
 class RawStore(Protocol):
@@ -143,3 +146,13 @@ def open_raw_store(
             sse_kms_key_id=sse_kms_key_id,
         )
     raise ValueError(f"unsupported raw store URL (want file:// or s3://): {url}")
+
+
+def raw_store_from(settings: CommonSettings) -> RawStore:
+    return open_raw_store(
+        settings.raw_store_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        sse=settings.s3_sse,
+        sse_kms_key_id=settings.s3_sse_kms_key_id,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hookbay.parser.v1 import parser_service_pb2_grpc as pb_grpc
 from hookbay_common.db.engine import make_engine
 from hookbay_common.grpc_server import GrpcServer, Service, run_grpc_service
-from hookbay_common.rawstore import open_raw_store
+from hookbay_common.rawstore import raw_store_from
 from hookbay_common.settings import ParserSettings
 from hookbay_parser.formats import Limits
 from hookbay_parser.handoff import ActionsHandoff
@@ -15,13 +15,7 @@ from hookbay_parser.servicer import ParserServicer
 
 async def run(settings: ParserSettings) -> None:
     engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout)
-    store = open_raw_store(
-        settings.raw_store_url,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        sse=settings.s3_sse,
-        sse_kms_key_id=settings.s3_sse_kms_key_id,
-    )
+    store = raw_store_from(settings)
     limits = Limits(
         max_depth=settings.max_depth, max_records=settings.max_records, time_budget=settings.parse_time_budget
     )

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from hookbay.actions.v1 import actions_service_pb2 as actions_pb
 from hookbay.actions.v1 import actions_service_pb2_grpc as actions_grpc
 from hookbay_common.db.models import utcnow
+from hookbay_common.grpc_client import internal_channel
 from hookbay_common.outbox import OutboxPump, backoff
 from hookbay_parser import repository
 
@@ -61,9 +62,7 @@ class ActionsHandoff:
         self.wake = self._pump.wake
 
     def start(self) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            self._addr, options=[("grpc.lb_policy_name", "round_robin"), ("grpc.enable_retries", 0)]
-        )
+        self._channel = internal_channel(self._addr)
         self._stub = actions_grpc.ActionsServiceStub(self._channel)
         self._pump.start()
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from hookbay_common.db.engine import is_sqlite, make_engine, make_sessionmaker
 from hookbay_common.db.migrate import is_current
 from hookbay_common.grpc_server import GrpcServer, PortInUse, stop_event
-from hookbay_common.rawstore import open_raw_store
+from hookbay_common.rawstore import raw_store_from
 from hookbay_common.settings import ReceiverSettings
 from hookbay_receiver import repository
 from hookbay_receiver.admin import AdminServicer, IngestServicer, admin_services
@@ -109,13 +109,7 @@ async def run(settings: ReceiverSettings) -> None:
     engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout, pool_size=10)
     check_schema(engine)
     factory = make_sessionmaker(engine)
-    store = open_raw_store(
-        settings.raw_store_url,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        sse=settings.s3_sse,
-        sse_kms_key_id=settings.s3_sse_kms_key_id,
-    )
+    store = raw_store_from(settings)
     public_url = settings.public_url or default_public_url(settings.http_host, http_sock.getsockname()[1])
 
     dispatcher = Dispatcher(

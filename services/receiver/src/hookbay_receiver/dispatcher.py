@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from hookbay.parser.v1 import parser_service_pb2 as parser_pb
 from hookbay.parser.v1 import parser_service_pb2_grpc as parser_grpc
 from hookbay_common.db.models import utcnow
+from hookbay_common.grpc_client import internal_channel
 from hookbay_common.outbox import OutboxPump, backoff
 from hookbay_receiver import repository
 
@@ -65,9 +66,7 @@ class Dispatcher:
         self.wake = self._pump.wake
 
     def start(self) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            self._addr, options=[("grpc.lb_policy_name", "round_robin"), ("grpc.enable_retries", 0)]
-        )
+        self._channel = internal_channel(self._addr)
         self._stub = parser_grpc.ParserServiceStub(self._channel)
         self._pump.start()
 
