@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, select, update
 
+from hookbay_common.db.engine import dialect_insert
 from hookbay_common.db.models import ActionRun, ActionRunStatus, ActionsState, Packet, Record, Source
 
 
@@ -43,15 +43,9 @@ def create_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     not a prior check, is what makes a redelivered packet or a re-parse run nothing twice."""
     if not rows:
         return
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        statement = postgresql.insert(ActionRun).on_conflict_do_nothing(
-            constraint="uq_action_runs_rule_record"
-        )
-    elif dialect == "sqlite":
-        statement = sqlite.insert(ActionRun).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two supported backends
-        statement = insert(ActionRun)
+    statement = dialect_insert(conn, ActionRun).on_conflict_do_nothing(
+        index_elements=["source_id", "rule", "packet_id", "record_ordinal"]
+    )
     conn.execute(statement, list(rows))
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from psycopg.types.json import Json
 from sqlalchemy import Connection, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hookbay_common.db.engine import dialect_insert
 from hookbay_common.db.models import ActionRun, ActionRunStatus, Packet, PacketStatus, Record, Source, utcnow
 from hookbay_common.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -102,7 +102,7 @@ def insert_packets(conn: Connection, rows: list[dict[str, Any]]) -> list[uuid.UU
                 firsts[key] = row
     stored: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
     if firsts:
-        upsert = _dialect_insert(conn)(Packet).on_conflict_do_update(
+        upsert = dialect_insert(conn, Packet).on_conflict_do_update(
             index_elements=[Packet.source_id, Packet.dedup_key], set_={"receipts": Packet.receipts + 1}
         )
         ids = (
@@ -134,10 +134,6 @@ def _insert_plain_pg(conn: Connection, rows: list[dict[str, Any]]) -> None:
     the rest of a request."""
     params = [tuple(Json(row[c]) if c == "headers" else row[c] for c in _RECEIPT_COLUMNS) for row in rows]
     conn.exec_driver_sql(_INSERT_RECEIPTS, params)
-
-
-def _dialect_insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 # ---- packets: the outbox -------------------------------------------------------------------------
@@ -177,13 +173,6 @@ def release_packets(
 
 def most_attempts(conn: Connection, ids: Sequence[uuid.UUID]) -> int:
     return int(conn.execute(select(func.max(Packet.attempts)).where(Packet.id.in_(ids))).scalar() or 1)
-
-
-def outbox_stats(conn: Connection) -> tuple[int, datetime | None]:
-    row = conn.execute(
-        select(func.count(), func.min(Packet.received_at)).where(Packet.status == PacketStatus.RECEIVED)
-    ).one()
-    return int(row[0]), row[1]
 
 
 # ---- packets: archiving --------------------------------------------------------------------------

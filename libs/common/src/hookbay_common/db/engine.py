@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +74,13 @@ def make_engine(url: str, *, connect_timeout: float = 1.5, pool_size: int = 5, *
         pool_timeout=connect_timeout,
         **kwargs,
     )
+
+
+def dialect_insert(conn: Connection, table: Any) -> Any:
+    """An INSERT with ON CONFLICT support for the connection's backend (PostgreSQL or SQLite): the
+    unique constraints, not a check before the insert, are what keep effects from happening twice."""
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return module.insert(table)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
