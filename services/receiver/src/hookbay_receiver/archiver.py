@@ -60,10 +60,8 @@ class Archiver:
         cutoff = utcnow() - timedelta(seconds=self._after)
         with self._engine.connect() as conn:
             rows = repository.archivable_packets(conn, cutoff, self._batch)
-        keys = {}
-        for row in rows:
-            keys[row.id] = raw_key(row.source_id, row.received_at, row.id)
-            self._store.put(keys[row.id], row.body)
+        keys = {row.id: raw_key(row.source_id, row.received_at, row.id) for row in rows}
+        self._store.put_many([(keys[row.id], row.body) for row in rows])
         if keys:
             # One transaction for the round: every key it records was uploaded above.
             with self._engine.begin() as conn:
