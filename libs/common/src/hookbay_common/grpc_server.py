@@ -8,6 +8,7 @@ when a stop begins so that load balancers and Kubernetes probes drain the pod be
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -18,6 +19,8 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from hookbay_common.shutdown import Shutdown
 
 REQUEST_ID_KEY = "x-request-id"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -79,12 +82,52 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
+            # A handler that writes with context.write (the library's health Watch) is a coroutine,
+            # not an async generator, and must stay one.
+            streaming = inspect.isasyncgenfunction(handler.unary_stream)
             return grpc.unary_stream_rpc_method_handler(
-                _bind_request_id(handler.unary_stream, streaming=True),
+                _bind_request_id(handler.unary_stream, streaming=streaming),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+class HealthServicer(health.aio.HealthServicer):
+    """The library's health servicer, except that a Watch stream ends once a stop has begun and it
+    has said NOT_SERVING: an endless stream would otherwise hold the stop for its whole grace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses: dict[str, int] = {"": health_pb2.HealthCheckResponse.SERVING}
+        self._changed = asyncio.Condition()
+        self._stopping = False
+
+    async def set(self, service: str, status: int) -> None:
+        await super().set(service, status)
+        async with self._changed:
+            if not self._stopping:
+                self._statuses[service] = status
+                self._changed.notify_all()
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()
+        async with self._changed:
+            self._stopping = True
+            self._statuses = dict.fromkeys(self._statuses, health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._changed.notify_all()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        last = None
+        async with self._changed:
+            while True:
+                status = self._statuses.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                if status != last:
+                    await context.write(health_pb2.HealthCheckResponse(status=status))
+                    last = status
+                if self._stopping:
+                    return
+                await self._changed.wait()
 
 
 class GrpcServer:
@@ -92,7 +135,7 @@ class GrpcServer:
         self.host = host
         self.port = port
         self.services = list(services)
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
@@ -124,6 +167,10 @@ class GrpcServer:
         log.info("grpc.started", address=f"{self.host}:{bound}", services=names)
         return bound
 
+    async def drain(self) -> None:
+        """Report NOT_SERVING but keep serving, so probes and balancers stop sending first."""
+        await self.health.enter_graceful_shutdown()
+
     async def stop(self, grace: float = 10.0) -> None:
         """Report NOT_SERVING, then let in-flight calls finish for up to ``grace`` seconds."""
         if self._server is None:
@@ -143,10 +190,14 @@ def stop_event(signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> asyn
     return event
 
 
-async def run_grpc_service(server: GrpcServer, grace: float = 10.0) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully."""
+async def run_grpc_service(server: GrpcServer, shutdown: Shutdown) -> None:
+    """Serve until SIGTERM/SIGINT, then stop within ``shutdown``'s budget: NOT_SERVING at once, keep
+    serving for its delay, then refuse new calls and let those in flight finish in what remains."""
     stopping = stop_event()
     await server.start()
     await stopping.wait()
-    log.info("grpc.stopping", grace=grace)
-    await server.stop(grace)
+    shutdown.begin()
+    log.info("grpc.stopping", delay=shutdown.delay, grace=shutdown.grace)
+    await server.drain()
+    await asyncio.sleep(shutdown.delay)
+    await server.stop(shutdown.remaining())

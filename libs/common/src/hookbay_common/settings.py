@@ -6,7 +6,9 @@ values are passed down from there, never read from the environment inside handle
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = ".hookbay"
@@ -36,6 +38,24 @@ class CommonSettings(BaseSettings):
     db_connect_timeout: float = Field(
         default=1.5, description="Seconds to wait for a database connection before answering 503."
     )
+    shutdown_grace: float = Field(
+        default=20.0,
+        gt=0,
+        description="Most seconds from SIGTERM to exit, shutdown_delay included; keep it under "
+        "Kubernetes' terminationGracePeriodSeconds.",
+    )
+    shutdown_delay: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds a stopping process keeps serving while already reporting not ready, so "
+        "load balancers stop sending first (a few seconds on Kubernetes).",
+    )
+
+    @model_validator(mode="after")
+    def _delay_within_grace(self) -> Self:
+        if self.shutdown_delay >= self.shutdown_grace:
+            raise ValueError("shutdown_delay must be shorter than shutdown_grace")
+        return self
 
 
 class ReceiverSettings(CommonSettings):
@@ -46,7 +66,11 @@ class ReceiverSettings(CommonSettings):
     public_url: str | None = Field(
         default=None, description="Base URL senders use, for the URLs Hookbay prints; default from host/port."
     )
-    parser_addr: str = Field(default="127.0.0.1:50061", description="gRPC target of the parser service.")
+    parser_addr: str = Field(
+        default="127.0.0.1:50061",
+        description="gRPC target of the parser service: host:port or any gRPC target, e.g. "
+        "dns:///hookbay-parser.hookbay.svc:50061; calls go round-robin over every address it resolves to.",
+    )
     max_body: int = Field(
         default=1024 * 1024, description="Default body limit in bytes (per source overrides)."
     )
@@ -87,7 +111,11 @@ class ReceiverSettings(CommonSettings):
 class ParserSettings(CommonSettings):
     parser_host: str = Field(default="127.0.0.1", description="Address the parser's gRPC server binds.")
     parser_port: int = Field(default=50061, description="Port of the parser's gRPC server.")
-    actions_addr: str = Field(default="127.0.0.1:50062", description="gRPC target of the actions service.")
+    actions_addr: str = Field(
+        default="127.0.0.1:50062",
+        description="gRPC target of the actions service: host:port or any gRPC target, e.g. "
+        "dns:///hookbay-actions.hookbay.svc:50062; calls go round-robin over every address it resolves to.",
+    )
     max_depth: int = Field(default=64, description="Deepest JSON/XML nesting a packet may have.")
     max_records: int = Field(default=10_000, description="Most records one packet may produce.")
     parse_time_budget: float = Field(default=5.0, description="Seconds of parsing one packet may take.")

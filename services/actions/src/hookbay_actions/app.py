@@ -9,6 +9,7 @@ from hookbay_actions.servicer import ActionsServicer
 from hookbay_common.db.engine import make_engine
 from hookbay_common.grpc_server import GrpcServer, Service, run_grpc_service
 from hookbay_common.settings import ActionsSettings
+from hookbay_common.shutdown import Shutdown
 
 
 async def run(settings: ActionsSettings) -> None:
@@ -35,9 +36,10 @@ async def run(settings: ActionsSettings) -> None:
             )
         ],
     )
+    shutdown = Shutdown(settings.shutdown_grace, settings.shutdown_delay)
     worker.start()
     try:
-        await run_grpc_service(server)
+        await run_grpc_service(server, shutdown)
     finally:
-        await worker.stop()
+        await shutdown.bound(worker.stop(), "actions.worker")
         engine.dispose()

@@ -7,6 +7,7 @@ from hookbay_common.db.engine import make_engine
 from hookbay_common.grpc_server import GrpcServer, Service, run_grpc_service
 from hookbay_common.rawstore import raw_store_from
 from hookbay_common.settings import ParserSettings
+from hookbay_common.shutdown import Shutdown
 from hookbay_parser.formats import Limits
 from hookbay_parser.handoff import ActionsHandoff
 from hookbay_parser.service import ParseService
@@ -33,9 +34,10 @@ async def run(settings: ParserSettings) -> None:
         settings.parser_port,
         [Service("hookbay.parser.v1.ParserService", servicer, pb_grpc.add_ParserServiceServicer_to_server)],
     )
+    shutdown = Shutdown(settings.shutdown_grace, settings.shutdown_delay)
     handoff.start()
     try:
-        await run_grpc_service(server)
+        await run_grpc_service(server, shutdown)
     finally:
-        await handoff.stop()
+        await shutdown.bound(handoff.stop(), "parser.actions_handoff")
         engine.dispose()

@@ -1,6 +1,7 @@
 """Process wiring for the receiver: one event loop runs the public HTTP server, the admin gRPC
 server, the group-commit writer, the outbox dispatcher and the archiver; SIGTERM stops them in the
-order that loses nothing (stop taking requests → answer those in flight → commit → stop workers)."""
+order that loses nothing (report not ready → keep serving for ``shutdown_delay`` → stop taking
+requests → answer those in flight → commit → stop workers), all within ``shutdown_grace``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from hookbay_common.db.migrate import is_current
 from hookbay_common.grpc_server import GrpcServer, PortInUse, stop_event
 from hookbay_common.rawstore import raw_store_from
 from hookbay_common.settings import ReceiverSettings
+from hookbay_common.shutdown import Shutdown
 from hookbay_receiver import repository
 from hookbay_receiver.admin import AdminServicer, IngestServicer, admin_services
 from hookbay_receiver.archiver import Archiver
@@ -143,9 +145,11 @@ async def run(settings: ReceiverSettings) -> None:
         ),
     )
     archiver = Archiver(engine, store, after=settings.archive_after, batch=settings.archive_batch)
+    shutdown = Shutdown(settings.shutdown_grace, settings.shutdown_delay)
     app = create_app(
         intake,
         ready=lambda: ready(engine),
+        draining=lambda: shutdown.started,
         body_timeout=settings.body_timeout,
         public_url=settings.public_url,
     )
@@ -160,9 +164,11 @@ async def run(settings: ReceiverSettings) -> None:
             proxy_headers=True,
             server_header=False,
             timeout_keep_alive=5,
-            timeout_graceful_shutdown=20,
+            timeout_graceful_shutdown=settings.shutdown_grace,
             backlog=2048,
-            http=guarded_protocol(settings.header_timeout, settings.max_header_bytes),
+            http=guarded_protocol(
+                settings.header_timeout, settings.max_header_bytes, draining=lambda: shutdown.started
+            ),
         )
     )
 
@@ -186,14 +192,21 @@ async def run(settings: ReceiverSettings) -> None:
     )
     stop_wait = asyncio.create_task(stopping.wait())
     await asyncio.wait([serving, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-    log.info("receiver.stopping")
-    # Stop accepting, let requests already read finish (they wait on the writer, still running).
-    server.should_exit = True
-    await serving
     stop_wait.cancel()
-    await writer.stop()
-    await grpc_server.stop(grace=5)
+    shutdown.begin()  # from here /readyz answers 503 and responses close their connections
+    log.info("receiver.stopping", delay=shutdown.delay, grace=shutdown.grace)
+    await grpc_server.drain()
+    # Keep serving while load balancers (Kubernetes endpoints) notice and stop sending here.
+    await asyncio.wait([serving], timeout=shutdown.delay)
+    # Stop accepting; requests already read finish (they wait on the writer, still running), and so
+    # do the admin API's calls, whose ingest feeds the same writer. A second is kept for the writer.
+    server.config.timeout_graceful_shutdown = max(shutdown.remaining() - 1.0, 0.1)
+    server.should_exit = True
+    await asyncio.gather(
+        shutdown.bound(serving, "receiver.http"), grpc_server.stop(grace=shutdown.remaining())
+    )
+    await shutdown.bound(writer.stop(), "receiver.writer")
     await archiver.stop()
-    await dispatcher.stop()
+    await shutdown.bound(dispatcher.stop(), "receiver.dispatcher")
     engine.dispose()
     log.info("receiver.stopped")

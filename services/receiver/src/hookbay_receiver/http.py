@@ -171,6 +171,7 @@ def create_app(
     intake: IntakeService,
     *,
     ready: Callable[[], Awaitable[bool]],
+    draining: Callable[[], bool] = lambda: False,
     body_timeout: float = 10.0,
     public_url: str | None = None,
 ) -> Receiver:
@@ -213,6 +214,8 @@ def create_app(
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
+        if draining():  # stopping: balancers should send elsewhere while in-flight requests finish
+            return error_response(503, "draining", "this receiver is shutting down")
         if await ready():
             return JSONResponse({"status": "ready"})
         return error_response(503, "unavailable", "the database is unreachable", retry_after=1)

@@ -5,16 +5,22 @@ uvicorn arms no timer until a first response has gone out, and every byte receiv
 keep-alive timer, so a client that opens a connection and trickles header bytes (slowloris) would
 hold it forever. Here a timer starts with the connection and with each new request, and only a
 complete set of headers stops it. The body has its own deadline in the route.
+
+Once the process is draining, every response also closes its connection, so keep-alive clients
+reconnect to a replica that is staying rather than keep using this one until it goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-def guarded_protocol(header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
+def guarded_protocol(
+    header_timeout: float, max_header_bytes: int, draining: Callable[[], bool] = lambda: False
+) -> type[HttpToolsProtocol]:
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
@@ -44,6 +50,8 @@ def guarded_protocol(header_timeout: float, max_header_bytes: int) -> type[HttpT
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            if draining() and self.cycle is not None:
+                self.cycle.keep_alive = False
 
         def _count(self, size: int) -> bool:
             self._header_bytes += size
