@@ -133,6 +133,9 @@ class Stack:
             "HOOKBAY_ACTIONS_ADDR": f"127.0.0.1:{self.actions_port}",
             "HOOKBAY_LOG_FORMAT": "json",
             "HOOKBAY_LOG_LEVEL": "debug",
+            # Off unless a test asks: several parsers in one test would otherwise share a port.
+            "HOOKBAY_PARSER_METRICS_PORT": "0",
+            "HOOKBAY_ACTIONS_METRICS_PORT": "0",
             **env,
         }
         self.procs: list[Proc] = []

@@ -154,10 +154,17 @@ class Up:
         self.tmp = tmp
         self.data_dir = tmp / "data"
         self.outbox = self.data_dir / "outbox"
-        self.http_port, self.admin_port, self.parser_port, self.actions_port, self.smtp_port = free_ports(5)
+        ports = free_ports(7)
+        self.http_port, self.admin_port, self.parser_port, self.actions_port, self.smtp_port = ports[:5]
+        parser_metrics, actions_metrics = ports[5:]
         self.stdout_path = tmp / "up.out"
         self.stderr_path = tmp / "up.err"
-        self.env = base_env(HOOKBAY_ADMIN_ADDR=f"127.0.0.1:{self.admin_port}", **env)
+        self.env = base_env(
+            HOOKBAY_ADMIN_ADDR=f"127.0.0.1:{self.admin_port}",
+            HOOKBAY_PARSER_METRICS_PORT=str(parser_metrics),
+            HOOKBAY_ACTIONS_METRICS_PORT=str(actions_metrics),
+            **env,
+        )
         self._stdout = open(self.stdout_path, "wb")  # noqa: SIM115 - closed in stop()
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

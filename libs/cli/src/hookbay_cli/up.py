@@ -40,7 +40,10 @@ from hookbay_cli.errors import CliError
 
 POLL = 0.2
 READY_TIMEOUT = 60.0
-STOP_GRACE = 15.0
+# The services stop by themselves within HOOKBAY_SHUTDOWN_GRACE (default 20 s); a child still alive
+# STOP_MARGIN after that is stuck, and only then is it killed.
+DEFAULT_SHUTDOWN_GRACE = 20.0
+STOP_MARGIN = 5.0
 BACKOFF_MAX = 30.0
 # A child that dies this soon after starting counts towards giving up; one that ran longer than
 # STABLE had recovered, so its backoff starts again from one second.
@@ -77,6 +80,10 @@ class UpConfig:
     admin_host: str = "127.0.0.1"
     parser_host: str = "127.0.0.1"
     actions_host: str = "127.0.0.1"
+    # The services' own defaults differ (9461, 9462), so both fit on one machine; 0 turns one off.
+    parser_metrics_port: int = 9461
+    actions_metrics_port: int = 9462
+    stop_grace: float = DEFAULT_SHUTDOWN_GRACE + STOP_MARGIN
 
     @classmethod
     def build(
@@ -108,6 +115,9 @@ class UpConfig:
             admin_host=environ.get("HOOKBAY_ADMIN_HOST") or "127.0.0.1",
             parser_host=environ.get("HOOKBAY_PARSER_HOST") or "127.0.0.1",
             actions_host=environ.get("HOOKBAY_ACTIONS_HOST") or "127.0.0.1",
+            parser_metrics_port=_env_port(environ, "HOOKBAY_PARSER_METRICS_PORT", 9461),
+            actions_metrics_port=_env_port(environ, "HOOKBAY_ACTIONS_METRICS_PORT", 9462),
+            stop_grace=_env_seconds(environ, "HOOKBAY_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE) + STOP_MARGIN,
         )
 
     @property
@@ -151,6 +161,24 @@ class UpConfig:
         }
 
 
+def _env_port(environ: dict[str, str], name: str, default: int) -> int:
+    value = environ.get(name) or str(default)
+    if not value.isdigit() or int(value) > 65535:
+        raise CliError(f"{name} must be a port number (0 turns it off), not {value!r}")
+    return int(value)
+
+
+def _env_seconds(environ: dict[str, str], name: str, default: float) -> float:
+    value = environ.get(name) or str(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise CliError(f"{name} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
 def connect_host(bind_host: str) -> str:
     """Where to connect to reach a server bound on ``bind_host`` (wildcards mean this machine)."""
     if bind_host in ("", "0.0.0.0"):
@@ -182,6 +210,24 @@ def port_uses(config: UpConfig) -> list[PortUse]:
         PortUse(config.parser_host, config.parser_port, "parser gRPC", "--parser-port"),
         PortUse(config.actions_host, config.actions_port, "actions gRPC", "--actions-port"),
     ]
+    if config.parser_metrics_port:
+        uses.append(
+            PortUse(
+                config.parser_host,
+                config.parser_metrics_port,
+                "parser metrics",
+                "HOOKBAY_PARSER_METRICS_PORT (0 turns it off)",
+            )
+        )
+    if config.actions_metrics_port:
+        uses.append(
+            PortUse(
+                config.actions_host,
+                config.actions_metrics_port,
+                "actions metrics",
+                "HOOKBAY_ACTIONS_METRICS_PORT (0 turns it off)",
+            )
+        )
     if config.capture_mail:
         uses.append(PortUse(SMTP_HOST, config.smtp_port, "mail capture SMTP", "--smtp-port"))
     return uses
@@ -345,7 +391,7 @@ class Signals:
         self.count += 1
 
 
-def stop_children(children: list[Child], signals: Signals, grace: float = STOP_GRACE) -> None:
+def stop_children(children: list[Child], signals: Signals, grace: float) -> None:
     """SIGTERM everyone, wait up to ``grace`` seconds (less if signalled again), SIGKILL the rest."""
     for child in children:
         child.terminate()
@@ -530,6 +576,17 @@ def safe_smtp_url(url: str) -> str:
         return url.rpartition("@")[2]
 
 
+def metrics_urls(config: UpConfig) -> str:
+    urls = [f"{config.http_url}/metrics"]
+    for host, port in (
+        (config.parser_host, config.parser_metrics_port),
+        (config.actions_host, config.actions_metrics_port),
+    ):
+        if port:
+            urls.append(f"http://{join_host_port(connect_host(host), port)}/metrics")
+    return "  ".join(urls)
+
+
 def banner(config: UpConfig) -> str:
     prefix = "" if config.admin_port == DEFAULT_ADMIN_PORT else f"HOOKBAY_ADMIN_ADDR={config.admin_addr} "
     if config.capture_mail:
@@ -545,6 +602,7 @@ def banner(config: UpConfig) -> str:
             f"  database   {safe_url(config.database_url)}",
             f"  raw store  {config.raw_store_url}",
             mail,
+            f"  metrics    {metrics_urls(config)}",
             "",
             "Try it:",
             f"  {prefix}uv run hookbay sources create --name shop      # prints the source's URL",
@@ -611,7 +669,7 @@ def run(config: UpConfig) -> int:
         log("stopping (press Ctrl-C again to stop at once)")
     finally:
         readiness.close()
-        stop_children(children, signals)
+        stop_children(children, signals, config.stop_grace)
         if capture is not None:
             capture.stop()  # after the actions service, so a mail it is sending still lands
     log("stopped")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from hookbay_common import tracing
+
 CHANNEL_OPTIONS = [
     # With a headless Service (dns:///name:port) calls spread over every replica, not one pinned pod.
     ("grpc.lb_policy_name", "round_robin"),
@@ -18,4 +20,7 @@ CHANNEL_OPTIONS = [
 
 
 def internal_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    # With tracing on, every call carries its span's context to the callee (empty list otherwise).
+    return grpc.aio.insecure_channel(
+        target, options=CHANNEL_OPTIONS, interceptors=tracing.client_interceptors()
+    )

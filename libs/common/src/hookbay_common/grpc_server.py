@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import signal
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,8 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from hookbay_common import tracing
+from hookbay_common.ids import request_id_or_new
 from hookbay_common.shutdown import Shutdown
 
 REQUEST_ID_KEY = "x-request-id"
@@ -47,8 +48,8 @@ def _bind_request_id(behavior: Callable[..., Any], streaming: bool) -> Callable[
     def request_id(context: grpc.aio.ServicerContext) -> str:
         for key, value in context.invocation_metadata() or ():
             if key == REQUEST_ID_KEY and isinstance(value, str):
-                return value[:128]
-        return uuid.uuid4().hex
+                return request_id_or_new(value)
+        return request_id_or_new(None)
 
     if streaming:
 
@@ -141,7 +142,7 @@ class GrpcServer:
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
         server = grpc.aio.server(
-            interceptors=[RequestIdInterceptor()],
+            interceptors=[RequestIdInterceptor(), *tracing.server_interceptors()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

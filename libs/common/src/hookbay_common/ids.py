@@ -29,3 +29,14 @@ def parse_uuid(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+MAX_REQUEST_ID = 128
+
+
+def request_id_or_new(value: str | None) -> str:
+    """The caller's request id if it is safe to log and store (printable ASCII, at most 128
+    characters), otherwise a fresh one: a sender must not be able to forge log lines or bloat rows."""
+    if value and len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable():
+        return value
+    return uuid.uuid4().hex

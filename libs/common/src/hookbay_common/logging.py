@@ -13,6 +13,8 @@ import sys
 
 import structlog
 
+from hookbay_common.correlation import add_packet_request_id
+
 
 def guid_prefix(guid: str) -> str:
     """The first 8 characters of a GUID: enough to correlate, useless as a credential."""
@@ -26,6 +28,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", service: str | Non
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        # After the merge, so a packet's own request id wins over the batch call's.
+        add_packet_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

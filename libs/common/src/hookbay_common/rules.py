@@ -119,10 +119,9 @@ class CompiledRule:
     def __init__(self, rule: dict[str, Any]) -> None:
         self.rule = ActionRule.model_validate(rule)
         self._when = jmespath.compile(self.rule.when) if self.rule.when else None
-        env = _env()
-        self._templates = {
-            f: env.from_string(getattr(self.rule, f)) for f in ("to", "subject", "body", "sender")
-        }
+        # Templates compile on first use: a log rule never renders any, and compiling all four costs
+        # more than matching a record.
+        self._templates: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -136,4 +135,7 @@ class CompiledRule:
         return bool(self._when.search(view))
 
     def render(self, field: str, view: dict[str, Any]) -> str:
-        return self._templates[field].render(view)
+        template = self._templates.get(field)
+        if template is None:
+            template = self._templates[field] = _env().from_string(getattr(self.rule, field))
+        return template.render(view)

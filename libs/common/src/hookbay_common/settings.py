@@ -106,11 +106,17 @@ class ReceiverSettings(CommonSettings):
     archive_enabled: bool = Field(default=True, description="Run the archiver in this receiver.")
     dispatch_enabled: bool = Field(default=True, description="Run the outbox dispatcher in this receiver.")
     source_cache_ttl: float = Field(default=2.0, description="Seconds a source lookup is cached.")
+    http_metrics: bool = Field(
+        default=True, description="Serve Prometheus metrics at /metrics on the public HTTP port."
+    )
 
 
 class ParserSettings(CommonSettings):
     parser_host: str = Field(default="127.0.0.1", description="Address the parser's gRPC server binds.")
     parser_port: int = Field(default=50061, description="Port of the parser's gRPC server.")
+    parser_metrics_port: int = Field(
+        default=9461, description="Port of the parser's Prometheus /metrics (on parser_host); 0 turns it off."
+    )
     actions_addr: str = Field(
         default="127.0.0.1:50062",
         description="gRPC target of the actions service: host:port or any gRPC target, e.g. "
@@ -132,6 +138,10 @@ class ParserSettings(CommonSettings):
 class ActionsSettings(CommonSettings):
     actions_host: str = Field(default="127.0.0.1", description="Address the actions gRPC server binds.")
     actions_port: int = Field(default=50062, description="Port of the actions gRPC server.")
+    actions_metrics_port: int = Field(
+        default=9462,
+        description="Port of the actions service's Prometheus /metrics (on actions_host); 0 turns it off.",
+    )
     smtp_url: str = Field(
         default="smtp://127.0.0.1:8025",
         description="SMTP server for email actions: smtp://[user:pass@]host:port (?starttls=1), or smtps://.",

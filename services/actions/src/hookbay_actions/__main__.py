@@ -8,11 +8,13 @@ import sys
 from hookbay_common.grpc_server import PortInUse
 from hookbay_common.logging import configure_logging
 from hookbay_common.settings import ActionsSettings
+from hookbay_common.tracing import configure_tracing
 
 
 def main() -> None:
     settings = ActionsSettings()
     configure_logging(settings.log_level, settings.log_format, service="actions")
+    configure_tracing("actions")
     from hookbay_actions.app import run
 
     try:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from hookbay.actions.v1 import actions_service_pb2_grpc as pb_grpc
 from hookbay_actions.mailer import SmtpTarget
+from hookbay_actions.metrics import DeadRuns
 from hookbay_actions.service import ActionsService, Worker
 from hookbay_actions.servicer import ActionsServicer
 from hookbay_common.db.engine import make_engine
 from hookbay_common.grpc_server import GrpcServer, Service, run_grpc_service
+from hookbay_common.metrics import start_metrics_server
 from hookbay_common.settings import ActionsSettings
 from hookbay_common.shutdown import Shutdown
 
@@ -37,6 +41,8 @@ async def run(settings: ActionsSettings) -> None:
         ],
     )
     shutdown = Shutdown(settings.shutdown_grace, settings.shutdown_delay)
+    REGISTRY.register(DeadRuns(engine))
+    start_metrics_server(settings.actions_host, settings.actions_metrics_port)
     worker.start()
     try:
         await run_grpc_service(server, shutdown)

@@ -9,6 +9,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from urllib.parse import parse_qs, unquote, urlparse
 
+from hookbay_actions.metrics import SEND_SECONDS
+from hookbay_common import tracing
+
 
 class PermanentError(Exception):
     """Retrying cannot help (a bad address, a rejected recipient): the run goes straight to dead."""
@@ -62,6 +65,11 @@ def compose(*, sender: str, to: str, subject: str, body: str, message_id: str) -
 
 
 def send(target: SmtpTarget, message: EmailMessage, timeout: float) -> None:
+    with SEND_SECONDS.time(), tracing.span("actions.send_email", kind="client"):
+        _send(target, message, timeout)
+
+
+def _send(target: SmtpTarget, message: EmailMessage, timeout: float) -> None:
     client: smtplib.SMTP
     if target.tls:
         client = smtplib.SMTP_SSL(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, tuple_, update
 
 from hookbay_common.db.engine import dialect_insert
 from hookbay_common.db.models import ActionRun, ActionRunStatus, ActionsState, Packet, Record, Source
@@ -16,49 +16,60 @@ from hookbay_common.db.models import ActionRun, ActionRunStatus, ActionsState, P
 
 @dataclass(frozen=True, slots=True)
 class PacketRecords:
+    packet_id: uuid.UUID
     source_id: uuid.UUID
     source_name: str
     rules: list[dict[str, Any]]
     records: list[tuple[str, int, dict[str, Any]]]  # (type, ordinal, data)
 
 
-def packet_records(conn: Connection, packet_id: uuid.UUID) -> PacketRecords | None:
-    head = conn.execute(
-        select(Packet.source_id, Source.name, Source.actions)
+def packets_records(conn: Connection, packet_ids: Sequence[uuid.UUID]) -> list[PacketRecords]:
+    """The packets, their sources' rules and their records: two queries for a whole batch."""
+    if not packet_ids:
+        return []
+    heads = conn.execute(
+        select(Packet.id, Packet.source_id, Source.name, Source.actions)
         .join(Source, Source.id == Packet.source_id)
-        .where(Packet.id == packet_id)
-    ).one_or_none()
-    if head is None:
-        return None
-    records = conn.execute(
-        select(Record.type, Record.ordinal, Record.data)
-        .where(Record.packet_id == packet_id)
-        .order_by(Record.ordinal)
+        .where(Packet.id.in_(packet_ids))
     ).all()
-    return PacketRecords(head.source_id, head.name, list(head.actions or []), [tuple(r) for r in records])
+    records: dict[uuid.UUID, list[tuple[str, int, dict[str, Any]]]] = {h.id: [] for h in heads}
+    for row in conn.execute(
+        select(Record.packet_id, Record.type, Record.ordinal, Record.data)
+        .where(Record.packet_id.in_(list(records)))
+        .order_by(Record.packet_id, Record.ordinal)
+    ):
+        records[row.packet_id].append((row.type, row.ordinal, row.data))
+    return [PacketRecords(h.id, h.source_id, h.name, list(h.actions or []), records[h.id]) for h in heads]
 
 
-def create_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+def create_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[ActionRun]:
     """Insert runs, skipping any (source, rule, packet, ordinal) that already has one: the unique key,
-    not a prior check, is what makes a redelivered packet or a re-parse run nothing twice."""
+    not a prior check, is what makes a redelivered packet or a re-parse run nothing twice.
+    Returns the runs this call created."""
     if not rows:
-        return
-    statement = dialect_insert(conn, ActionRun).on_conflict_do_nothing(
-        index_elements=["source_id", "rule", "packet_id", "record_ordinal"]
+        return []
+    statement = (
+        dialect_insert(conn, ActionRun)
+        .on_conflict_do_nothing(index_elements=["source_id", "rule", "packet_id", "record_ordinal"])
+        .returning(*ActionRun.__table__.c)
     )
-    conn.execute(statement, list(rows))
+    return [ActionRun(**row._mapping) for row in conn.execute(statement, list(rows))]
 
 
-def mark_actions_done(conn: Connection, packet_id: uuid.UUID) -> None:
+def mark_actions_done(conn: Connection, packet_ids: Sequence[uuid.UUID]) -> None:
     conn.execute(
-        update(Packet)
-        .where(Packet.id == packet_id)
+        update(Packet.__table__)
+        .where(Packet.__table__.c.id.in_(packet_ids))
         .values(actions_state=ActionsState.DONE, actions_lease_until=None)
     )
 
 
 def claim_runs(
-    conn: Connection, now: datetime, lease_until: datetime, limit: int, packet_id: uuid.UUID | None = None
+    conn: Connection,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    packet_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[ActionRun]:
     """Take due runs (pending, or failed and past their backoff) and mark them running until ``lease_until``."""
     due = (
@@ -71,8 +82,8 @@ def claim_runs(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    if packet_id is not None:
-        due = due.where(ActionRun.packet_id == packet_id)
+    if packet_ids is not None:
+        due = due.where(ActionRun.packet_id.in_(packet_ids))
     rows = conn.execute(
         update(ActionRun)
         .where(
@@ -90,15 +101,29 @@ def claim_runs(
     return [ActionRun(**row._mapping) for row in rows]
 
 
-def record_data(conn: Connection, packet_id: uuid.UUID, ordinal: int) -> tuple[str, dict[str, Any]] | None:
-    row = conn.execute(
-        select(Record.type, Record.data).where(Record.packet_id == packet_id, Record.ordinal == ordinal)
-    ).one_or_none()
-    return (row.type, row.data) if row is not None else None
-
-
-def source_rules(conn: Connection, source_id: uuid.UUID) -> list[dict[str, Any]]:
-    return list(conn.execute(select(Source.actions).where(Source.id == source_id)).scalar_one_or_none() or [])
+def runs_context(
+    conn: Connection, runs: Sequence[ActionRun]
+) -> tuple[dict[tuple[uuid.UUID, int], tuple[str, dict[str, Any]]], dict[uuid.UUID, list[dict[str, Any]]]]:
+    """What executing these runs needs, in two queries: their records by (packet, ordinal) and
+    their sources' current rules."""
+    if not runs:
+        return {}, {}
+    keys = {(run.packet_id, run.record_ordinal) for run in runs}
+    records = {
+        (row.packet_id, row.ordinal): (row.type, row.data)
+        for row in conn.execute(
+            select(Record.packet_id, Record.ordinal, Record.type, Record.data).where(
+                tuple_(Record.packet_id, Record.ordinal).in_(list(keys))
+            )
+        )
+    }
+    rules = {
+        row.id: list(row.actions or [])
+        for row in conn.execute(
+            select(Source.id, Source.actions).where(Source.id.in_({run.source_id for run in runs}))
+        )
+    }
+    return records, rules
 
 
 def finish_run(
@@ -146,3 +171,10 @@ def settle_interrupted(
         .values(status=status, last_error=error, next_attempt_at=None, updated_at=now)
     )
     return result.rowcount == 1
+
+
+def count_dead_runs(conn: Connection) -> int:
+    """For the dead-runs gauge (served by the ix_action_runs_due index on status)."""
+    return int(
+        conn.execute(select(func.count()).where(ActionRun.status == ActionRunStatus.DEAD)).scalar() or 0
+    )

@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
-from hookbay_actions import repository
+from hookbay_actions import metrics, repository
 from hookbay_actions.mailer import PermanentError, SmtpTarget, compose, send
 from hookbay_common.db.models import ActionRun, ActionRunStatus, utcnow
 from hookbay_common.outbox import backoff
@@ -31,6 +33,15 @@ log = structlog.get_logger("hookbay.actions")
 INTERRUPTED = (
     "interrupted while running; an email may or may not have been sent, so it is not resent automatically"
 )
+
+
+# Email runs one call executes at once; the worker takes any beyond that on its next round.
+MAX_RUNS_PER_CALL = 500
+# Runs claimed ('running') at a time by one call. A crash leaves every claimed run in doubt, to be
+# settled as dead rather than resent, so each call claims only the run it is about to send, not
+# its whole batch: a claim is one short transaction, far cheaper than the SMTP exchange after it.
+CLAIM_CHUNK = 1
+RULE_CACHE_SIZE = 1024
 
 
 def message_id(source_id: uuid.UUID, rule: str, packet_id: uuid.UUID, ordinal: int) -> str:
@@ -59,55 +70,82 @@ class ActionsService:
         self._retry_base = retry_base
         self._retry_max = retry_max
         self._lease = lease
+        self._compiled: dict[tuple[uuid.UUID, str], list[CompiledRule]] = {}
 
     # -- creating runs ----------------------------------------------------------------------------
 
-    def create_runs(self, packet_id: uuid.UUID) -> int:
-        """Match the source's rules against the packet's records and create the runs (idempotent)."""
+    def execute_packets(self, packet_ids: Sequence[uuid.UUID]) -> list[ActionRun]:
+        """What one ExecuteActions call does: create the runs of these packets (the commitment),
+        then execute the email runs among them right away (the worker retries whatever fails)."""
+        created = self.create_runs(packet_ids)
+        executed = (
+            self.run_due(limit=MAX_RUNS_PER_CALL, packet_ids=packet_ids)
+            if any(run.status == ActionRunStatus.PENDING for run in created)
+            else []
+        )
+        return [run for run in created if run.status != ActionRunStatus.PENDING] + executed
+
+    def create_runs(self, packet_ids: Sequence[uuid.UUID]) -> list[ActionRun]:
+        """Match the sources' rules against the packets' records and create the runs, all in one
+        transaction (idempotent). A log run's effect is its row, so it is created 'succeeded'."""
         now = utcnow()
         with self._engine.begin() as conn:
-            packet = repository.packet_records(conn, packet_id)
-            if packet is None:
-                return 0
-            rules = [CompiledRule(rule) for rule in packet.rules]
             rows = []
-            for record_type, ordinal, data in packet.records:
-                view = nested(data)
-                for rule in rules:
-                    if not _matches(rule, record_type, view):
-                        continue
-                    rows.append(
-                        {
-                            "id": uuid.uuid4(),
-                            "source_id": packet.source_id,
-                            "rule": rule.name,
-                            "action_type": rule.rule.type,
-                            "packet_id": packet_id,
-                            "record_ordinal": ordinal,
-                            "status": ActionRunStatus.PENDING,
-                            "attempts": 0,
-                            "next_attempt_at": now,
-                            "message_id": message_id(packet.source_id, rule.name, packet_id, ordinal)
-                            if rule.rule.type == "email"
-                            else None,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                    )
-            repository.create_runs(conn, rows)
-            repository.mark_actions_done(conn, packet_id)
-        return len(rows)
+            for packet in repository.packets_records(conn, packet_ids):
+                rules = self._rules(packet.source_id, packet.rules)
+                for record_type, ordinal, data in packet.records:
+                    view = nested(data)
+                    for rule in rules:
+                        if _matches(rule, record_type, view):
+                            rows.append(_run_row(packet.source_id, packet.packet_id, ordinal, rule, now))
+            created = repository.create_runs(conn, rows)
+            repository.mark_actions_done(conn, packet_ids)
+        for run in created:
+            if run.action_type == "log":
+                metrics.run_finished(run.action_type, run.status)
+                log.info(
+                    "actions.log",
+                    run_id=str(run.id),
+                    rule=run.rule,
+                    packet_id=str(run.packet_id),
+                    ordinal=run.record_ordinal,
+                )
+        return created
+
+    def _rules(self, source_id: uuid.UUID, rules: list[dict[str, Any]]) -> list[CompiledRule]:
+        """Compiled rules, cached per source and rule set: compiling costs more than matching."""
+        key = (source_id, json.dumps(rules, sort_keys=True, default=str))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            if len(self._compiled) >= RULE_CACHE_SIZE:
+                self._compiled.clear()
+            compiled = self._compiled[key] = [CompiledRule(rule) for rule in rules]
+        return compiled
 
     # -- executing runs ---------------------------------------------------------------------------
 
-    def run_due(self, limit: int = 50, packet_id: uuid.UUID | None = None) -> list[ActionRun]:
-        """Claim due runs and execute them; returns the runs as claimed."""
-        now = utcnow()
-        with self._engine.begin() as conn:
-            claimed = repository.claim_runs(conn, now, now + timedelta(seconds=self._lease), limit, packet_id)
-        for run in claimed:
-            self._execute(run)
-        return claimed
+    def run_due(self, limit: int = 50, packet_ids: Sequence[uuid.UUID] | None = None) -> list[ActionRun]:
+        """Claim due runs a few at a time and execute them; returns the runs as finished."""
+        done: list[ActionRun] = []
+        while len(done) < limit:
+            now = utcnow()
+            with self._engine.begin() as conn:
+                claimed = repository.claim_runs(
+                    conn,
+                    now,
+                    now + timedelta(seconds=self._lease),
+                    min(CLAIM_CHUNK, limit - len(done)),
+                    packet_ids,
+                )
+                records, rules = repository.runs_context(conn, claimed) if claimed else ({}, {})
+            for run in claimed:
+                self._execute(
+                    run, records.get((run.packet_id, run.record_ordinal)), rules.get(run.source_id, [])
+                )
+            done += claimed
+            if len(claimed) < CLAIM_CHUNK:
+                break
+        return done
 
     def settle_interrupted(self) -> int:
         now = utcnow()
@@ -120,17 +158,20 @@ class ActionsService:
                     status, error = ActionRunStatus.DEAD, INTERRUPTED
                 if repository.settle_interrupted(conn, run.id, status, error, now):
                     settled += 1
+                    metrics.run_finished(run.action_type, status)
                     log.warning(
                         "actions.run_interrupted", run_id=str(run.id), rule=run.rule, status=status.value
                     )
         return settled
 
-    def _execute(self, run: ActionRun) -> None:
+    def _execute(
+        self, run: ActionRun, record: tuple[str, dict[str, Any]] | None, rules: list[dict[str, Any]]
+    ) -> None:
         with structlog.contextvars.bound_contextvars(
             run_id=str(run.id), rule=run.rule, packet_id=str(run.packet_id), ordinal=run.record_ordinal
         ):
             try:
-                self._perform(run)
+                self._perform(run, record, rules)
             except PermanentError as exc:
                 self._finish(run, ActionRunStatus.DEAD, str(exc))
             except Exception as exc:  # a transient failure (SMTP down, timeout): retry with backoff
@@ -142,15 +183,15 @@ class ActionsService:
             else:
                 self._finish(run, ActionRunStatus.SUCCEEDED, None)
 
-    def _perform(self, run: ActionRun) -> None:
-        with self._engine.connect() as conn:
-            record = repository.record_data(conn, run.packet_id, run.record_ordinal)
-            rules = {r["name"]: r for r in repository.source_rules(conn, run.source_id)}
+    def _perform(
+        self, run: ActionRun, record: tuple[str, dict[str, Any]] | None, rules: list[dict[str, Any]]
+    ) -> None:
         if record is None:
             raise PermanentError("the record no longer exists")
-        if run.rule not in rules:
+        by_name = {r.name: r for r in self._rules(run.source_id, rules)}
+        if run.rule not in by_name:
             raise PermanentError(f"the source no longer has an action named {run.rule!r}")
-        rule = CompiledRule(rules[run.rule])
+        rule = by_name[run.rule]
         view = nested(record[1])
         if rule.rule.type == "log":
             log.info("actions.log", record_type=record[0])
@@ -175,6 +216,7 @@ class ActionsService:
         self, run: ActionRun, status: ActionRunStatus, error: str | None, retry_in: float | None = None
     ) -> None:
         now = utcnow()
+        run.status, run.last_error = status, error
         with self._engine.begin() as conn:
             repository.finish_run(
                 conn,
@@ -184,8 +226,30 @@ class ActionsService:
                 next_attempt_at=now + timedelta(seconds=retry_in) if retry_in is not None else None,
                 now=now,
             )
+        metrics.run_finished(run.action_type, status)
         if status != ActionRunStatus.SUCCEEDED:
             log.warning(f"actions.run_{status.value}", error=(error or "")[:300])
+
+
+def _run_row(
+    source_id: uuid.UUID, packet_id: uuid.UUID, ordinal: int, rule: CompiledRule, now: datetime
+) -> dict[str, Any]:
+    is_log = rule.rule.type == "log"
+    return {
+        "id": uuid.uuid4(),
+        "source_id": source_id,
+        "rule": rule.name,
+        "action_type": rule.rule.type,
+        "packet_id": packet_id,
+        "record_ordinal": ordinal,
+        "status": ActionRunStatus.SUCCEEDED if is_log else ActionRunStatus.PENDING,
+        "attempts": 1 if is_log else 0,
+        "next_attempt_at": None if is_log else now,
+        "last_error": None,
+        "message_id": None if is_log else message_id(source_id, rule.name, packet_id, ordinal),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _matches(rule: CompiledRule, record_type: str, view: dict[str, Any]) -> bool:

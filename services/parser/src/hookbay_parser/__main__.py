@@ -8,11 +8,13 @@ import sys
 from hookbay_common.grpc_server import PortInUse
 from hookbay_common.logging import configure_logging
 from hookbay_common.settings import ParserSettings
+from hookbay_common.tracing import configure_tracing
 
 
 def main() -> None:
     settings = ParserSettings()
     configure_logging(settings.log_level, settings.log_format, service="parser")
+    configure_tracing("parser")
     from hookbay_parser.app import run
 
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hookbay.parser.v1 import parser_service_pb2_grpc as pb_grpc
 from hookbay_common.db.engine import make_engine
 from hookbay_common.grpc_server import GrpcServer, Service, run_grpc_service
+from hookbay_common.metrics import start_metrics_server
 from hookbay_common.rawstore import raw_store_from
 from hookbay_common.settings import ParserSettings
 from hookbay_common.shutdown import Shutdown
@@ -35,6 +36,7 @@ async def run(settings: ParserSettings) -> None:
         [Service("hookbay.parser.v1.ParserService", servicer, pb_grpc.add_ParserServiceServicer_to_server)],
     )
     shutdown = Shutdown(settings.shutdown_grace, settings.shutdown_delay)
+    start_metrics_server(settings.parser_host, settings.parser_metrics_port)
     handoff.start()
     try:
         await run_grpc_service(server, shutdown)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from hookbay_common.db.models import PacketStatus, utcnow
 from hookbay_common.errors import NotFound
 from hookbay_common.rawstore import RawStore
-from hookbay_parser import repository
+from hookbay_parser import metrics, repository
 from hookbay_parser.formats import Limits, NoParser, ParsedRecord, ParseError, parse
 
 log = structlog.get_logger("hookbay.parser")
@@ -81,7 +81,7 @@ class ParseService:
         return [outcomes[text] for text in packet_ids]
 
     def _parse_one(self, packet: repository.PacketToParse) -> _Parsed | Outcome:
-        with structlog.contextvars.bound_contextvars(packet_id=str(packet.id), source=packet.source_name):
+        with metrics.packet_scope(packet.id, packet.source_name):
             try:
                 body = packet.body if packet.body is not None else self._store.get(packet.raw_key or "")
             except OSError as exc:  # the raw store (S3, files) did not answer
@@ -114,18 +114,11 @@ class ParseService:
         now = utcnow()
         try:
             with self._engine.begin() as conn:
-                finished = [
-                    repository.finish_packet(
-                        conn,
-                        p.packet,
-                        status=p.status,
-                        parsed_format=p.format,
-                        records=p.rows,
-                        error=p.error,
-                        now=now,
-                    )
-                    for p in batch
-                ]
+                finished = repository.finish_packets(
+                    conn,
+                    [repository.Finished(p.packet, p.status, p.format, p.rows, p.error) for p in batch],
+                    now,
+                )
         except DataError as exc:
             if len(batch) > 1:  # find the packet the database refuses; the others commit without it
                 return {k: v for p in batch for k, v in self._commit([p]).items()}
@@ -151,9 +144,9 @@ class ParseService:
                 for p in batch
             }
         outcomes = {}
-        for p, done in zip(batch, finished, strict=True):
+        for p in batch:
             pid = str(p.packet.id)
-            if done:
+            if p.packet.id in finished:
                 log.info(
                     f"parser.packet_{p.status.value}",
                     packet_id=pid,
@@ -163,6 +156,7 @@ class ParseService:
                     error=p.error[:300] if p.error else None,
                 )
                 outcomes[pid] = Outcome(pid, p.status.value, len(p.rows), p.error or "")
+                metrics.packet_finished(p.format, p.status.value, len(p.rows))
             else:  # another delivery of this packet finished first; it is done either way
                 outcomes[pid] = Outcome(pid, "parsed")
         return outcomes

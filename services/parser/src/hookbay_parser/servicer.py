@@ -13,7 +13,9 @@ from hookbay.parser.v1 import parser_service_pb2 as pb
 from hookbay.parser.v1 import parser_service_pb2_grpc as pb_grpc
 from hookbay.types.v1 import types_pb2
 from hookbay_common.convert import to_struct
+from hookbay_common.correlation import bind_origins, origins_from_pb
 from hookbay_common.errors import HookbayError, grpc_abort
+from hookbay_parser import metrics
 from hookbay_parser.formats import NoParser, ParseError
 from hookbay_parser.service import ParseService
 
@@ -34,8 +36,10 @@ class ParserServicer(pb_grpc.ParserServiceServicer):
 
     async def ParsePackets(self, request: pb.ParsePacketsRequest, context: Any) -> pb.ParsePacketsResponse:
         # The whole batch in one thread: parsing is CPU-bound (more threads would only queue on the
-        # GIL), and one transaction per batch is what keeps commits cheap.
-        outcomes = await asyncio.to_thread(self._service.parse_packets, list(request.packet_ids))
+        # GIL), and one transaction per batch is what keeps commits cheap. The thread inherits the
+        # packets' origins, so each packet's log lines carry its own request id.
+        with bind_origins(origins_from_pb(request.origins)):
+            outcomes = await asyncio.to_thread(self._service.parse_packets, list(request.packet_ids))
         results = [
             pb.PacketParseResult(
                 packet_id=outcome.packet_id,
@@ -45,6 +49,9 @@ class ParserServicer(pb_grpc.ParserServiceServicer):
             )
             for outcome in outcomes
         ]
+        for outcome in outcomes:
+            if outcome.status in ("retry", "not_found"):
+                metrics.packet_not_finished(outcome.status)
         self._on_parsed()
         return pb.ParsePacketsResponse(results=results)
 

@@ -8,11 +8,13 @@ import sys
 from hookbay_common.grpc_server import PortInUse
 from hookbay_common.logging import configure_logging
 from hookbay_common.settings import ReceiverSettings
+from hookbay_common.tracing import configure_tracing
 
 
 def main() -> None:
     settings = ReceiverSettings()
     configure_logging(settings.log_level, settings.log_format, service="receiver")
+    configure_tracing("receiver")
     from hookbay_receiver.app import SchemaOutOfDate, run
 
     try:

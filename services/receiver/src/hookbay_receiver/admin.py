@@ -18,6 +18,7 @@ from hookbay.admin.v1 import admin_service_pb2_grpc as pb_grpc
 from hookbay.ingest.v1 import ingest_service_pb2 as ingest_pb
 from hookbay.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from hookbay.types.v1 import types_pb2
+from hookbay_common import tracing
 from hookbay_common.convert import (
     ACTION_RUN_STATUS_NAMES,
     action_run_to_pb,
@@ -314,6 +315,10 @@ class IngestServicer(ingest_grpc.IngestServiceServicer):
             content_type=content_type,
             client_addr=(peer or "")[:64],
             body=request.body,
+            # The call's x-request-id (or the id generated for it), as the interceptor bound it, so the
+            # packet is logged under the same id in the parser and actions service later.
+            request_id=structlog.contextvars.get_contextvars().get("request_id"),
+            traceparent=tracing.current_traceparent(),
         )
         key = (
             dedup_key(source.door, incoming.header_map(), content_type, request.body) if source.door else None

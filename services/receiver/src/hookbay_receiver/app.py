@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 import uvicorn
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -29,6 +30,7 @@ from hookbay_receiver.archiver import Archiver
 from hookbay_receiver.dispatcher import Dispatcher
 from hookbay_receiver.http import create_app
 from hookbay_receiver.intake import IntakeService
+from hookbay_receiver.metrics import OutboxBacklog, ReceiverMetrics
 from hookbay_receiver.packets import PacketService
 from hookbay_receiver.protocol import guarded_protocol
 from hookbay_receiver.sources import SourceCache, SourceService
@@ -106,6 +108,13 @@ async def ready(engine: Engine) -> bool:
     return True
 
 
+def _backlog_gauges(engine: Engine) -> OutboxBacklog:
+    """The outbox gauges, registered once per process with the other metrics."""
+    backlog = OutboxBacklog(engine)
+    REGISTRY.register(backlog)
+    return backlog
+
+
 async def run(settings: ReceiverSettings) -> None:
     http_sock = bind_http(settings.http_host, settings.http_port)
     engine = make_engine(settings.database_url, connect_timeout=settings.db_connect_timeout, pool_size=10)
@@ -152,6 +161,8 @@ async def run(settings: ReceiverSettings) -> None:
         draining=lambda: shutdown.started,
         body_timeout=settings.body_timeout,
         public_url=settings.public_url,
+        metrics=ReceiverMetrics(_backlog_gauges(engine)),
+        serve_metrics=settings.http_metrics,
     )
     server = _Server(
         uvicorn.Config(

@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 
 from hookbay.parser.v1 import parser_service_pb2 as parser_pb
 from hookbay.parser.v1 import parser_service_pb2_grpc as parser_grpc
+from hookbay.types.v1 import types_pb2
+from hookbay_common import tracing
 from hookbay_common.db.models import utcnow
 from hookbay_common.grpc_client import internal_channel
 from hookbay_common.outbox import OutboxPump, backoff
@@ -75,8 +77,8 @@ class Dispatcher:
         if self._channel is not None:
             await self._channel.close()
 
-    async def _claim(self) -> list[uuid.UUID]:
-        def claim() -> list[uuid.UUID]:
+    async def _claim(self) -> list[repository.DuePacket]:
+        def claim() -> list[repository.DuePacket]:
             now = utcnow()
             with self._engine.begin() as conn:
                 return repository.claim_due_packets(
@@ -85,13 +87,23 @@ class Dispatcher:
 
         return await asyncio.to_thread(claim)
 
-    async def _deliver(self, ids: Sequence[uuid.UUID]) -> None:
+    async def _deliver(self, due: Sequence[repository.DuePacket]) -> None:
+        ids = [packet.id for packet in due]
         retry: list[uuid.UUID] = []
         error = ""
+        request = parser_pb.ParsePacketsRequest(
+            packet_ids=[str(i) for i in ids],
+            origins=[
+                types_pb2.PacketOrigin(
+                    packet_id=str(p.id), request_id=p.request_id, traceparent=p.traceparent or ""
+                )
+                for p in due
+                if p.request_id
+            ],
+        )
         try:
-            response = await self._stub.ParsePackets(
-                parser_pb.ParsePacketsRequest(packet_ids=[str(i) for i in ids]), timeout=self._deadline
-            )
+            with tracing.batch_span("receiver.dispatch", [p.traceparent for p in due]):
+                response = await self._stub.ParsePackets(request, timeout=self._deadline)
         except grpc.aio.AioRpcError as exc:
             retry, error = list(ids), f"parser: {exc.code().name}: {exc.details() or ''}"
             log.warning("receiver.dispatch_failed", packets=len(ids), code=exc.code().name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,9 +18,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hookbay_common import tracing
 from hookbay_common.errors import HookbayError, PayloadTooLarge
+from hookbay_common.ids import request_id_or_new
+from hookbay_common.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hookbay_receiver.handshakes import Reply
 from hookbay_receiver.intake import Incoming, IntakeService
+from hookbay_receiver.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 
 log = structlog.get_logger("hookbay.receiver.http")
 
@@ -59,27 +64,66 @@ def error_response(status: int, code: str, message: str, retry_after: int | None
 
 
 class Receiver:
-    """The ASGI application: the data route here, everything else in FastAPI."""
+    """The ASGI application: the data route and /metrics here, everything else in FastAPI."""
 
     def __init__(
-        self, intake: IntakeService, fallback: ASGIApp, *, body_timeout: float, public_url: str | None
+        self,
+        intake: IntakeService,
+        fallback: ASGIApp,
+        *,
+        body_timeout: float,
+        public_url: str | None,
+        metrics: ReceiverMetrics,
+        serve_metrics: bool = True,
     ) -> None:
         self._intake = intake
         self._fallback = fallback
         self._body_timeout = body_timeout
         self._public_url = public_url.rstrip("/") if public_url else None
+        self._metrics = metrics
+        self._serve_metrics = serve_metrics
+        # Read once: with tracing off the hot path pays one attribute test, nothing more.
+        self._traced = tracing.enabled()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith(DATA_PREFIXES) and "/" not in path[9:]:
-                reply = await self._post(path[9:], scope, receive)
-                await _send(send, reply)
+            if scope["method"] == "POST" and path.startswith(DATA_PREFIXES) and "/" not in path[9:]:
+                await self._data(path[9:], scope, receive, send)
+                return
+            if path == "/metrics" and self._serve_metrics and scope["method"] == "GET":
+                body = await self._metrics.exposition()
+                await _send(send, Reply(200, METRICS_CONTENT_TYPE, body))
                 return
         await self._fallback(scope, receive, send)
 
-    async def _post(self, guid: str, scope: dict[str, Any], receive: Any) -> Reply:
+    async def _data(self, guid: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        request_id = _request_id(scope["headers"])
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            if self._traced:
+                with tracing.span(
+                    "POST /V1/Data/{guid}",
+                    kind="server",
+                    attributes={"http.request.method": "POST", "hookbay.request_id": request_id},
+                ) as span:
+                    reply, source, size = await self._post(
+                        guid, scope, receive, request_id, tracing.current_traceparent()
+                    )
+                    span.set_attribute("http.response.status_code", reply.status)
+                    span.set_attribute("hookbay.source", source)
+            else:
+                reply, source, size = await self._post(guid, scope, receive, request_id, None)
+        await _send(send, reply, request_id)
+        self._metrics.observe(source, reply.status, time.perf_counter() - started, size)
+
+    async def _post(
+        self, guid: str, scope: dict[str, Any], receive: Any, request_id: str, traceparent: str | None
+    ) -> tuple[Reply, str, int | None]:
+        """The answer, the source's name for metrics (``unknown`` until resolved) and the body's size."""
         intake = self._intake
+        source_name = UNKNOWN_SOURCE
+        size = None
         client = scope.get("client")
         client_addr = client[0] if client else ""
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -93,6 +137,7 @@ class Receiver:
                 declared = value
         try:
             source = await intake.resolve(guid, client_addr)
+            source_name = source.name
             intake.admit(source, content_type)
             if declared is not None and declared.isdigit():
                 intake.check_size(source, int(declared))
@@ -100,7 +145,9 @@ class Receiver:
                 async with asyncio.timeout(self._body_timeout):
                     body = await _read_limited(receive, intake.limit_for(source))
             except TimeoutError:
-                return error_reply(408, "request_timeout", "the body was not sent in time", close=True)
+                reply = error_reply(408, "request_timeout", "the body was not sent in time", close=True)
+                return reply, source_name, size
+            size = len(body)
             query = scope.get("query_string", b"").decode("latin-1")
             incoming = Incoming(
                 method="POST",
@@ -110,10 +157,12 @@ class Receiver:
                 client_addr=client_addr,
                 body=body,
                 url=self._url(scope, headers, query),
+                request_id=request_id,
+                traceparent=traceparent,
             )
-            return await intake.receive(source, incoming)
+            return await intake.receive(source, incoming), source_name, size
         except HookbayError as exc:
-            return domain_error(exc)
+            return domain_error(exc), source_name, size
 
     def _url(self, scope: dict[str, Any], headers: list[tuple[str, str]], query: str) -> str:
         """The URL the sender addressed, as signature schemes that sign it (Twilio, HubSpot) saw it."""
@@ -125,6 +174,14 @@ class Receiver:
             server_host, server_port = scope["server"]
             host = f"{server_host}:{server_port}"
         return f"{scope.get('scheme', 'http')}://{host}{suffix}"
+
+
+def _request_id(raw_headers: list[tuple[bytes, bytes]]) -> str:
+    """The sender's X-Request-ID when it is safe to log and store, otherwise a new one."""
+    for name, value in raw_headers:
+        if name == b"x-request-id":
+            return request_id_or_new(value.decode("latin-1"))
+    return request_id_or_new(None)
 
 
 async def _read_limited(receive: Any, limit: int) -> bytes:
@@ -144,11 +201,13 @@ async def _read_limited(receive: Any, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-async def _send(send: Any, reply: Reply) -> None:
+async def _send(send: Any, reply: Reply, request_id: str | None = None) -> None:
     headers = [
         (b"content-type", reply.content_type.encode()),
         (b"content-length", str(len(reply.body)).encode()),
     ]
+    if request_id is not None:
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
     headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
@@ -174,6 +233,8 @@ def create_app(
     draining: Callable[[], bool] = lambda: False,
     body_timeout: float = 10.0,
     public_url: str | None = None,
+    metrics: ReceiverMetrics | None = None,
+    serve_metrics: bool = True,
 ) -> Receiver:
     app = FastAPI(title="Hookbay receiver", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -220,4 +281,11 @@ def create_app(
             return JSONResponse({"status": "ready"})
         return error_response(503, "unavailable", "the database is unreachable", retry_after=1)
 
-    return Receiver(intake, app, body_timeout=body_timeout, public_url=public_url)
+    return Receiver(
+        intake,
+        app,
+        body_timeout=body_timeout,
+        public_url=public_url,
+        metrics=metrics or ReceiverMetrics(),
+        serve_metrics=serve_metrics,
+    )

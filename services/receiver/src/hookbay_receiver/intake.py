@@ -51,6 +51,9 @@ class Incoming:
     client_addr: str
     body: bytes
     url: str = ""  # the public URL the sender addressed (signature schemes that sign it)
+    # Stored with the packet: the parser and actions service log it, and continue the trace, later.
+    request_id: str | None = None
+    traceparent: str | None = None
 
     def header_map(self) -> dict[str, str]:
         """First value per name, as signature schemes read them."""
@@ -236,6 +239,8 @@ class IntakeService:
             "last_error": reason,
             "parsed_at": None,
             "archived_at": None,
+            "request_id": incoming.request_id,
+            "traceparent": incoming.traceparent,
         }
         stored_id = await self._writer.write(row, self._ack_timeout)
         duplicate = stored_id != packet_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -123,6 +124,7 @@ def insert_packets(conn: Connection, rows: list[dict[str, Any]]) -> list[uuid.UU
 _RECEIPT_COLUMNS = (
     "id", "source_id", "status", "method", "query_string", "headers", "content_type", "client_addr", "size",
     "sha256", "dedup_key", "receipts", "body", "received_at", "attempts", "lease_until", "last_error",
+    "request_id", "traceparent",
 )  # fmt: skip
 # Built from the constant column names above; no input reaches this text.
 _INSERT_RECEIPTS = f"INSERT INTO packets ({', '.join(_RECEIPT_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_RECEIPT_COLUMNS))})"  # noqa: S608
@@ -139,9 +141,16 @@ def _insert_plain_pg(conn: Connection, rows: list[dict[str, Any]]) -> None:
 # ---- packets: the outbox -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class DuePacket:
+    id: uuid.UUID
+    request_id: str | None
+    traceparent: str | None
+
+
 def claim_due_packets(
     conn: Connection, owner: str, now: datetime, lease_until: datetime, limit: int
-) -> list[uuid.UUID]:
+) -> list[DuePacket]:
     """Lease up to ``limit`` due packets to ``owner``. SKIP LOCKED lets replicas claim side by side on
     PostgreSQL without waiting on or double-claiming each other's rows; SQLite has one writer anyway."""
     due = (
@@ -155,9 +164,9 @@ def claim_due_packets(
         update(Packet)
         .where(Packet.id.in_(due.scalar_subquery()), Packet.status == PacketStatus.RECEIVED)
         .values(lease_owner=owner, lease_until=lease_until, attempts=Packet.attempts + 1)
-        .returning(Packet.id, Packet.attempts),
+        .returning(Packet.id, Packet.request_id, Packet.traceparent),
     )
-    return [row.id for row in result]
+    return [DuePacket(row.id, row.request_id, row.traceparent) for row in result]
 
 
 def release_packets(
@@ -173,6 +182,15 @@ def release_packets(
 
 def most_attempts(conn: Connection, ids: Sequence[uuid.UUID]) -> int:
     return int(conn.execute(select(func.max(Packet.attempts)).where(Packet.id.in_(ids))).scalar() or 1)
+
+
+def outbox_backlog(conn: Connection) -> tuple[int, datetime | None]:
+    """How many packets wait for the parser, and the oldest one's receipt time: one aggregate over
+    the (status, received_at) index, for the backlog gauges."""
+    count, oldest = conn.execute(
+        select(func.count(), func.min(Packet.received_at)).where(Packet.status == PacketStatus.RECEIVED)
+    ).one()
+    return int(count), oldest
 
 
 # ---- packets: archiving --------------------------------------------------------------------------

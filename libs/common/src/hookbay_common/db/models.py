@@ -150,6 +150,10 @@ class Packet(Base):
     # records, cleared by the actions service in the transaction that creates the action runs.
     actions_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     actions_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The receiving request's id and trace context: the dispatcher hands packets on later and in
+    # batches, so the parser and actions service find them here to log and trace the packet.
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("source_id", "dedup_key", name="uq_packets_source_dedup"),

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from hookbay.types.v1 import types_pb2 as hookbay_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(hookbay/actions/v1/actions_service.proto\x12\x12hookbay.actions.v1\x1a\x1chookbay/types/v1/types.proto\"*\n\x15\x45xecuteActionsRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\"C\n\x16\x45xecuteActionsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.hookbay.types.v1.ActionRun2y\n\x0e\x41\x63tionsService\x12g\n\x0e\x45xecuteActions\x12).hookbay.actions.v1.ExecuteActionsRequest\x1a*.hookbay.actions.v1.ExecuteActionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(hookbay/actions/v1/actions_service.proto\x12\x12hookbay.actions.v1\x1a\x1chookbay/types/v1/types.proto\"o\n\x15\x45xecuteActionsRequest\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x12\n\npacket_ids\x18\x02 \x03(\t\x12/\n\x07origins\x18\x03 \x03(\x0b\x32\x1e.hookbay.types.v1.PacketOrigin\"C\n\x16\x45xecuteActionsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.hookbay.types.v1.ActionRun2y\n\x0e\x41\x63tionsService\x12g\n\x0e\x45xecuteActions\x12).hookbay.actions.v1.ExecuteActionsRequest\x1a*.hookbay.actions.v1.ExecuteActionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hookbay.actions.v1.actions_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTEACTIONSREQUEST']._serialized_start=94
-  _globals['_EXECUTEACTIONSREQUEST']._serialized_end=136
-  _globals['_EXECUTEACTIONSRESPONSE']._serialized_start=138
-  _globals['_EXECUTEACTIONSRESPONSE']._serialized_end=205
-  _globals['_ACTIONSSERVICE']._serialized_start=207
-  _globals['_ACTIONSSERVICE']._serialized_end=328
+  _globals['_EXECUTEACTIONSREQUEST']._serialized_end=205
+  _globals['_EXECUTEACTIONSRESPONSE']._serialized_start=207
+  _globals['_EXECUTEACTIONSRESPONSE']._serialized_end=274
+  _globals['_ACTIONSSERVICE']._serialized_start=276
+  _globals['_ACTIONSSERVICE']._serialized_end=397
 # @@protoc_insertion_point(module_scope)

@@ -47,7 +47,7 @@ class ActionsServiceServicer:
     """
 
     def ExecuteActions(self, request, context):
-        """Evaluates the source's action rules on the packet's records and runs the matches.
+        """Evaluates the source's action rules on the packets' records and runs the matches.
         Idempotent: each (rule, record) runs at most once however often this is called.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from hookbay.types.v1 import types_pb2 as hookbay_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&hookbay/parser/v1/parser_service.proto\x12\x11hookbay.parser.v1\x1a\x1chookbay/types/v1/types.proto\")\n\x13ParsePacketsRequest\x12\x12\n\npacket_ids\x18\x01 \x03(\t\"}\n\x11PacketParseResult\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x30\n\x07outcome\x18\x02 \x01(\x0e\x32\x1f.hookbay.parser.v1.ParseOutcome\x12\x14\n\x0crecord_count\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"M\n\x14ParsePacketsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.hookbay.parser.v1.PacketParseResult\"Y\n\x13PreviewParseRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\"`\n\x14PreviewParseResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.hookbay.types.v1.Record\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t*\xb2\x01\n\x0cParseOutcome\x12\x1d\n\x19PARSE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14PARSE_OUTCOME_PARSED\x10\x01\x12\x18\n\x14PARSE_OUTCOME_FAILED\x10\x02\x12\x19\n\x15PARSE_OUTCOME_IGNORED\x10\x03\x12\x17\n\x13PARSE_OUTCOME_RETRY\x10\x04\x12\x1b\n\x17PARSE_OUTCOME_NOT_FOUND\x10\x05\x32\xd1\x01\n\rParserService\x12_\n\x0cParsePackets\x12&.hookbay.parser.v1.ParsePacketsRequest\x1a\'.hookbay.parser.v1.ParsePacketsResponse\x12_\n\x0cPreviewParse\x12&.hookbay.parser.v1.PreviewParseRequest\x1a\'.hookbay.parser.v1.PreviewParseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&hookbay/parser/v1/parser_service.proto\x12\x11hookbay.parser.v1\x1a\x1chookbay/types/v1/types.proto\"Z\n\x13ParsePacketsRequest\x12\x12\n\npacket_ids\x18\x01 \x03(\t\x12/\n\x07origins\x18\x02 \x03(\x0b\x32\x1e.hookbay.types.v1.PacketOrigin\"}\n\x11PacketParseResult\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x30\n\x07outcome\x18\x02 \x01(\x0e\x32\x1f.hookbay.parser.v1.ParseOutcome\x12\x14\n\x0crecord_count\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"M\n\x14ParsePacketsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.hookbay.parser.v1.PacketParseResult\"Y\n\x13PreviewParseRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\"`\n\x14PreviewParseResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.hookbay.types.v1.Record\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t*\xb2\x01\n\x0cParseOutcome\x12\x1d\n\x19PARSE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14PARSE_OUTCOME_PARSED\x10\x01\x12\x18\n\x14PARSE_OUTCOME_FAILED\x10\x02\x12\x19\n\x15PARSE_OUTCOME_IGNORED\x10\x03\x12\x17\n\x13PARSE_OUTCOME_RETRY\x10\x04\x12\x1b\n\x17PARSE_OUTCOME_NOT_FOUND\x10\x05\x32\xd1\x01\n\rParserService\x12_\n\x0cParsePackets\x12&.hookbay.parser.v1.ParsePacketsRequest\x1a\'.hookbay.parser.v1.ParsePacketsResponse\x12_\n\x0cPreviewParse\x12&.hookbay.parser.v1.PreviewParseRequest\x1a\'.hookbay.parser.v1.PreviewParseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hookbay.parser.v1.parser_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PARSEOUTCOME']._serialized_start=530
-  _globals['_PARSEOUTCOME']._serialized_end=708
+  _globals['_PARSEOUTCOME']._serialized_start=579
+  _globals['_PARSEOUTCOME']._serialized_end=757
   _globals['_PARSEPACKETSREQUEST']._serialized_start=91
-  _globals['_PARSEPACKETSREQUEST']._serialized_end=132
-  _globals['_PACKETPARSERESULT']._serialized_start=134
-  _globals['_PACKETPARSERESULT']._serialized_end=259
-  _globals['_PARSEPACKETSRESPONSE']._serialized_start=261
-  _globals['_PARSEPACKETSRESPONSE']._serialized_end=338
-  _globals['_PREVIEWPARSEREQUEST']._serialized_start=340
-  _globals['_PREVIEWPARSEREQUEST']._serialized_end=429
-  _globals['_PREVIEWPARSERESPONSE']._serialized_start=431
-  _globals['_PREVIEWPARSERESPONSE']._serialized_end=527
-  _globals['_PARSERSERVICE']._serialized_start=711
-  _globals['_PARSERSERVICE']._serialized_end=920
+  _globals['_PARSEPACKETSREQUEST']._serialized_end=181
+  _globals['_PACKETPARSERESULT']._serialized_start=183
+  _globals['_PACKETPARSERESULT']._serialized_end=308
+  _globals['_PARSEPACKETSRESPONSE']._serialized_start=310
+  _globals['_PARSEPACKETSRESPONSE']._serialized_end=387
+  _globals['_PREVIEWPARSEREQUEST']._serialized_start=389
+  _globals['_PREVIEWPARSEREQUEST']._serialized_end=478
+  _globals['_PREVIEWPARSERESPONSE']._serialized_start=480
+  _globals['_PREVIEWPARSERESPONSE']._serialized_end=576
+  _globals['_PARSERSERVICE']._serialized_start=760
+  _globals['_PARSERSERVICE']._serialized_end=969
 # @@protoc_insertion_point(module_scope)

@@ -24,10 +24,12 @@ PARSE_OUTCOME_RETRY: ParseOutcome
 PARSE_OUTCOME_NOT_FOUND: ParseOutcome
 
 class ParsePacketsRequest(_message.Message):
-    __slots__ = ("packet_ids",)
+    __slots__ = ("packet_ids", "origins")
     PACKET_IDS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINS_FIELD_NUMBER: _ClassVar[int]
     packet_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, packet_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    origins: _containers.RepeatedCompositeFieldContainer[_types_pb2.PacketOrigin]
+    def __init__(self, packet_ids: _Optional[_Iterable[str]] = ..., origins: _Optional[_Iterable[_Union[_types_pb2.PacketOrigin, _Mapping]]] = ...) -> None: ...
 
 class PacketParseResult(_message.Message):
     __slots__ = ("packet_id", "outcome", "record_count", "error")

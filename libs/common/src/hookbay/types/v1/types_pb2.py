@@ -26,19 +26,21 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chookbay/types/v1/types.proto\x12\x10hookbay.types.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpacket_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0f\n\x07ordinal\x18\x05 \x01(\x05\x12\x13\n\x06parent\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdata_json\x18\t \x01(\tB\t\n\x07_parent\"\xf7\x02\n\tActionRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63tion_type\x18\x04 \x01(\t\x12\x11\n\tpacket_id\x18\x05 \x01(\t\x12\x16\n\x0erecord_ordinal\x18\x06 \x01(\x05\x12\x31\n\x06status\x18\x07 \x01(\x0e\x32!.hookbay.types.v1.ActionRunStatus\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x12\n\nlast_error\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nmessage_id\x18\r \x01(\t\"}\n\nActionRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02on\x18\x03 \x01(\t\x12\x0c\n\x04when\x18\x04 \x01(\t\x12\n\n\x02to\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x0e\n\x06sender\x18\x08 \x01(\t*\xcd\x01\n\x0f\x41\x63tionRunStatus\x12!\n\x1d\x41\x43TION_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41\x43TION_RUN_STATUS_PENDING\x10\x01\x12\x1f\n\x1b\x41\x43TION_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1c\n\x18\x41\x43TION_RUN_STATUS_FAILED\x10\x03\x12\x1a\n\x16\x41\x43TION_RUN_STATUS_DEAD\x10\x04\x12\x1d\n\x19\x41\x43TION_RUN_STATUS_RUNNING\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chookbay/types/v1/types.proto\x12\x10hookbay.types.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x0cPacketOrigin\x12\x11\n\tpacket_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"\xe0\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpacket_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0f\n\x07ordinal\x18\x05 \x01(\x05\x12\x13\n\x06parent\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdata_json\x18\t \x01(\tB\t\n\x07_parent\"\xf7\x02\n\tActionRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63tion_type\x18\x04 \x01(\t\x12\x11\n\tpacket_id\x18\x05 \x01(\t\x12\x16\n\x0erecord_ordinal\x18\x06 \x01(\x05\x12\x31\n\x06status\x18\x07 \x01(\x0e\x32!.hookbay.types.v1.ActionRunStatus\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x12\n\nlast_error\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nmessage_id\x18\r \x01(\t\"}\n\nActionRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02on\x18\x03 \x01(\t\x12\x0c\n\x04when\x18\x04 \x01(\t\x12\n\n\x02to\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x0e\n\x06sender\x18\x08 \x01(\t*\xcd\x01\n\x0f\x41\x63tionRunStatus\x12!\n\x1d\x41\x43TION_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41\x43TION_RUN_STATUS_PENDING\x10\x01\x12\x1f\n\x1b\x41\x43TION_RUN_STATUS_SUCCEEDED\x10\x02\x12\x1c\n\x18\x41\x43TION_RUN_STATUS_FAILED\x10\x03\x12\x1a\n\x16\x41\x43TION_RUN_STATUS_DEAD\x10\x04\x12\x1d\n\x19\x41\x43TION_RUN_STATUS_RUNNING\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hookbay.types.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTIONRUNSTATUS']._serialized_start=846
-  _globals['_ACTIONRUNSTATUS']._serialized_end=1051
-  _globals['_RECORD']._serialized_start=114
-  _globals['_RECORD']._serialized_end=338
-  _globals['_ACTIONRUN']._serialized_start=341
-  _globals['_ACTIONRUN']._serialized_end=716
-  _globals['_ACTIONRULE']._serialized_start=718
-  _globals['_ACTIONRULE']._serialized_end=843
+  _globals['_ACTIONRUNSTATUS']._serialized_start=922
+  _globals['_ACTIONRUNSTATUS']._serialized_end=1127
+  _globals['_PACKETORIGIN']._serialized_start=113
+  _globals['_PACKETORIGIN']._serialized_end=187
+  _globals['_RECORD']._serialized_start=190
+  _globals['_RECORD']._serialized_end=414
+  _globals['_ACTIONRUN']._serialized_start=417
+  _globals['_ACTIONRUN']._serialized_end=792
+  _globals['_ACTIONRULE']._serialized_start=794
+  _globals['_ACTIONRULE']._serialized_end=919
 # @@protoc_insertion_point(module_scope)

@@ -25,6 +25,16 @@ ACTION_RUN_STATUS_FAILED: ActionRunStatus
 ACTION_RUN_STATUS_DEAD: ActionRunStatus
 ACTION_RUN_STATUS_RUNNING: ActionRunStatus
 
+class PacketOrigin(_message.Message):
+    __slots__ = ("packet_id", "request_id", "traceparent")
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    packet_id: str
+    request_id: str
+    traceparent: str
+    def __init__(self, packet_id: _Optional[str] = ..., request_id: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
+
 class Record(_message.Message):
     __slots__ = ("id", "packet_id", "source", "type", "ordinal", "parent", "data", "created_at", "data_json")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,108 @@
+"""The receiver's Prometheus metrics, served at ``/metrics`` on its public HTTP port.
+
+Per-request updates stay O(1) on the hot path: the labelled counter child for a (source, status)
+pair is looked up once and cached. Labels carry source names (chosen by operators, few) and never
+GUIDs (credentials, unbounded); a URL that names no active source counts as ``source="unknown"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import structlog
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from hookbay_common.db.models import utcnow
+from hookbay_common.metrics import latency_buckets, render, size_buckets
+from hookbay_receiver import repository
+
+log = structlog.get_logger("hookbay.receiver.metrics")
+
+UNKNOWN_SOURCE = "unknown"
+
+REQUESTS = Counter(
+    "hookbay_receiver_requests",
+    "POSTs to /V1/Data/{guid} by source name ('unknown' when the URL names no active source) and status.",
+    ["source", "status"],
+)
+ACK_SECONDS = Histogram(
+    "hookbay_receiver_ack_seconds",
+    "Seconds from a POST's arrival to its answer (for a 200: the packet is committed).",
+    buckets=latency_buckets(0.0005, 10.0),
+)
+BODY_BYTES = Histogram(
+    "hookbay_receiver_body_bytes", "Sizes of the bodies read from POSTs.", buckets=size_buckets()
+)
+
+
+class OutboxBacklog(Collector):
+    """Packets waiting for the parser, and how long the oldest has waited.
+
+    One aggregate query over the outbox index, run in a thread at most every ``ttl`` seconds when
+    a scrape asks; scrapes in between (and scrapes while the database is away) see the last values.
+    """
+
+    def __init__(self, engine: Engine, ttl: float = 5.0, timeout: float = 2.0) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._timeout = timeout
+        self._checked = float("-inf")
+        self._count: int | None = None
+        self._oldest: datetime | None = None
+
+    def _query(self) -> tuple[int, datetime | None]:
+        with self._engine.connect() as conn:
+            return repository.outbox_backlog(conn)
+
+    async def refresh(self) -> None:
+        if time.monotonic() - self._checked < self._ttl:
+            return
+        self._checked = time.monotonic()
+        try:
+            self._count, self._oldest = await asyncio.wait_for(asyncio.to_thread(self._query), self._timeout)
+        except Exception as exc:  # a scrape must not fail because the database is slow or away
+            log.debug("receiver.backlog_query_failed", error=type(exc).__name__)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self._count is None:
+            return
+        yield GaugeMetricFamily(
+            "hookbay_receiver_outbox_backlog",
+            "Packets received and not yet parsed (the dispatcher's outbox).",
+            value=self._count,
+        )
+        age = (utcnow() - self._oldest).total_seconds() if self._oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "hookbay_receiver_outbox_oldest_age_seconds",
+            "Seconds the oldest packet still waiting for the parser has waited (0 when none waits).",
+            value=max(0.0, age),
+        )
+
+
+class ReceiverMetrics:
+    def __init__(self, backlog: OutboxBacklog | None = None, registry: CollectorRegistry = REGISTRY) -> None:
+        self._backlog = backlog
+        self._registry = registry
+        self._requests: dict[tuple[str, int], Counter] = {}
+
+    def observe(self, source: str, status: int, seconds: float, size: int | None) -> None:
+        key = (source, status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = REQUESTS.labels(source, str(status))
+        child.inc()
+        ACK_SECONDS.observe(seconds)
+        if size is not None:
+            BODY_BYTES.observe(size)
+
+    async def exposition(self) -> bytes:
+        if self._backlog is not None:
+            await self._backlog.refresh()
+        # Rendering walks every metric: a thread keeps it off the loop that answers senders.
+        return await asyncio.to_thread(render, self._registry)
