@@ -15,7 +15,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from hookbay_common.correlation import Origin, bind_origins, origin_of
+from hookbay_common.correlation import Origin, bind_origins, call_metadata, origin_of
 from hookbay_common.grpc_server import PortInUse
 from hookbay_common.ids import request_id_or_new
 from hookbay_common.logging import configure_logging
@@ -94,3 +94,10 @@ def test_a_packets_log_lines_carry_its_own_request_id(monkeypatch: pytest.Monkey
     assert lines["about.p2"]["request_id"] == "req-2"
     assert lines["about.p3"]["request_id"] == "batch-call"  # no origin: the call's own id
     assert lines["after"]["request_id"] == "batch-call"
+
+
+def test_a_call_about_one_packet_carries_its_request_id_in_metadata() -> None:
+    assert call_metadata(["req-1"]) == (("x-request-id", "req-1"),)
+    # A batch speaks through PacketOrigin; one request id cannot stand for several packets.
+    assert call_metadata(["req-1", "req-2"]) == ()
+    assert call_metadata([None]) == ()

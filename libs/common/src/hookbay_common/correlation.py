@@ -12,7 +12,7 @@ Context variables follow the work into ``asyncio.to_thread``, so the service cod
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -56,3 +56,12 @@ def add_packet_request_id(_logger: object, _name: str, event: dict[str, Any]) ->
         if found is not None:
             event["request_id"] = found.request_id
     return event
+
+
+def call_metadata(request_ids: Sequence[str | None]) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata for a call about these packets: a call about one packet carries its request id
+    as ``x-request-id``, as any other internal call does; a batch's packets speak through
+    ``PacketOrigin``, so its call carries none (the server names the call itself)."""
+    if len(request_ids) == 1 and request_ids[0]:
+        return (("x-request-id", request_ids[0]),)
+    return ()

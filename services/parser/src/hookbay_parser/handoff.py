@@ -21,6 +21,7 @@ from hookbay.actions.v1 import actions_service_pb2 as actions_pb
 from hookbay.actions.v1 import actions_service_pb2_grpc as actions_grpc
 from hookbay.types.v1 import types_pb2
 from hookbay_common import tracing
+from hookbay_common.correlation import call_metadata
 from hookbay_common.db.models import utcnow
 from hookbay_common.grpc_client import internal_channel
 from hookbay_common.outbox import OutboxPump, backoff
@@ -102,7 +103,11 @@ class ActionsHandoff:
         traceparents = [origins[i][1] if i in origins else None for i in ids]
         try:
             with tracing.batch_span("parser.actions_handoff", traceparents):
-                await self._stub.ExecuteActions(request, timeout=self._deadline)
+                await self._stub.ExecuteActions(
+                    request,
+                    timeout=self._deadline,
+                    metadata=call_metadata([origins[i][0] if i in origins else None for i in ids]),
+                )
             for packet_id in ids:
                 self._failures.pop(packet_id, None)
         except grpc.aio.AioRpcError as exc:

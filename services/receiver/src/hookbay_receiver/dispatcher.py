@@ -24,6 +24,7 @@ from hookbay.parser.v1 import parser_service_pb2 as parser_pb
 from hookbay.parser.v1 import parser_service_pb2_grpc as parser_grpc
 from hookbay.types.v1 import types_pb2
 from hookbay_common import tracing
+from hookbay_common.correlation import call_metadata
 from hookbay_common.db.models import utcnow
 from hookbay_common.grpc_client import internal_channel
 from hookbay_common.outbox import OutboxPump, backoff
@@ -103,7 +104,9 @@ class Dispatcher:
         )
         try:
             with tracing.batch_span("receiver.dispatch", [p.traceparent for p in due]):
-                response = await self._stub.ParsePackets(request, timeout=self._deadline)
+                response = await self._stub.ParsePackets(
+                    request, timeout=self._deadline, metadata=call_metadata([p.request_id for p in due])
+                )
         except grpc.aio.AioRpcError as exc:
             retry, error = list(ids), f"parser: {exc.code().name}: {exc.details() or ''}"
             log.warning("receiver.dispatch_failed", packets=len(ids), code=exc.code().name)
