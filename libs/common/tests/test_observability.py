@@ -10,12 +10,13 @@ import re
 import socket
 import sys
 import urllib.request
+import uuid
 
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from hookbay_common.correlation import Origin, bind_origins, call_metadata, origin_of
+from hookbay_common.correlation import DuePacket, Origin, bind_origins, call_metadata, origin_of
 from hookbay_common.grpc_server import PortInUse
 from hookbay_common.ids import request_id_or_new
 from hookbay_common.logging import configure_logging
@@ -97,7 +98,8 @@ def test_a_packets_log_lines_carry_its_own_request_id(monkeypatch: pytest.Monkey
 
 
 def test_a_call_about_one_packet_carries_its_request_id_in_metadata() -> None:
-    assert call_metadata(["req-1"]) == (("x-request-id", "req-1"),)
+    one, two = (DuePacket(uuid.uuid4(), f"req-{n}", None) for n in (1, 2))
+    assert call_metadata([one]) == (("x-request-id", "req-1"),)
     # A batch speaks through PacketOrigin; one request id cannot stand for several packets.
-    assert call_metadata(["req-1", "req-2"]) == ()
-    assert call_metadata([None]) == ()
+    assert call_metadata([one, two]) == ()
+    assert call_metadata([DuePacket(uuid.uuid4(), None, None)]) == ()

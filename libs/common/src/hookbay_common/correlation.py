@@ -12,10 +12,13 @@ Context variables follow the work into ``asyncio.to_thread``, so the service cod
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+from hookbay.types.v1 import types_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,25 @@ def origin_of(packet_id: str) -> Origin | None:
     return origins.get(packet_id) if origins else None
 
 
+@dataclass(frozen=True, slots=True)
+class DuePacket:
+    """A packet an outbox claimed, with the origin it carries to the next service (both outboxes
+    read these in the statement that claims, so delivery needs no second query)."""
+
+    id: uuid.UUID
+    request_id: str | None
+    traceparent: str | None
+
+
+def origins_to_pb(due: Sequence[DuePacket]) -> list[types_pb2.PacketOrigin]:
+    """``PacketOrigin`` messages for the packets of a hand-off call (those with a request id)."""
+    return [
+        types_pb2.PacketOrigin(packet_id=str(p.id), request_id=p.request_id, traceparent=p.traceparent or "")
+        for p in due
+        if p.request_id
+    ]
+
+
 def origins_from_pb(messages: Iterable[Any]) -> dict[str, Origin]:
     """``PacketOrigin`` messages by packet id (those without a request id say nothing)."""
     return {m.packet_id: Origin(m.request_id, m.traceparent or None) for m in messages if m.request_id}
@@ -58,10 +80,10 @@ def add_packet_request_id(_logger: object, _name: str, event: dict[str, Any]) ->
     return event
 
 
-def call_metadata(request_ids: Sequence[str | None]) -> tuple[tuple[str, str], ...]:
+def call_metadata(due: Sequence[DuePacket]) -> tuple[tuple[str, str], ...]:
     """gRPC metadata for a call about these packets: a call about one packet carries its request id
     as ``x-request-id``, as any other internal call does; a batch's packets speak through
     ``PacketOrigin``, so its call carries none (the server names the call itself)."""
-    if len(request_ids) == 1 and request_ids[0]:
-        return (("x-request-id", request_ids[0]),)
+    if len(due) == 1 and due[0].request_id:
+        return (("x-request-id", due[0].request_id),)
     return ()

@@ -19,9 +19,8 @@ from sqlalchemy import Engine
 
 from hookbay.actions.v1 import actions_service_pb2 as actions_pb
 from hookbay.actions.v1 import actions_service_pb2_grpc as actions_grpc
-from hookbay.types.v1 import types_pb2
 from hookbay_common import tracing
-from hookbay_common.correlation import call_metadata
+from hookbay_common.correlation import DuePacket, call_metadata, origins_to_pb
 from hookbay_common.db.models import utcnow
 from hookbay_common.grpc_client import internal_channel
 from hookbay_common.outbox import OutboxPump, backoff
@@ -53,8 +52,6 @@ class ActionsHandoff:
         self._retry_base = retry_base
         self._retry_max = retry_max
         self._failures: dict[uuid.UUID, int] = {}
-        # Claimed packets' (request id, traceparent), until their delivery sends them along.
-        self._origins: dict[uuid.UUID, tuple[str, str | None]] = {}
         self._channel: grpc.aio.Channel | None = None
         self._pump = OutboxPump(
             "actions-handoff",
@@ -76,38 +73,27 @@ class ActionsHandoff:
         if self._channel is not None:
             await self._channel.close()
 
-    async def _claim(self) -> list[uuid.UUID]:
-        def claim() -> list[uuid.UUID]:
+    async def _claim(self) -> list[DuePacket]:
+        def claim() -> list[DuePacket]:
             now = utcnow()
             with self._engine.begin() as conn:
-                ids = repository.claim_actions_due(
+                return repository.claim_actions_due(
                     conn, now, now + timedelta(seconds=self._lease), self._batch
                 )
-                self._origins.update(repository.packet_origins(conn, ids))
-                return ids
 
         return await asyncio.to_thread(claim)
 
-    async def _deliver(self, ids: Sequence[uuid.UUID]) -> None:
+    async def _deliver(self, due: Sequence[DuePacket]) -> None:
         # The whole claimed batch in one call: the actions service creates its runs in one
         # transaction, which is where its time goes (per statement, not per byte).
         failed: list[uuid.UUID] = []
-        origins = {i: self._origins.pop(i) for i in ids if i in self._origins}
+        ids = [packet.id for packet in due]
         request = actions_pb.ExecuteActionsRequest(
-            packet_ids=[str(i) for i in ids],
-            origins=[
-                types_pb2.PacketOrigin(packet_id=str(i), request_id=rid, traceparent=tp or "")
-                for i, (rid, tp) in origins.items()
-            ],
+            packet_ids=[str(i) for i in ids], origins=origins_to_pb(due)
         )
-        traceparents = [origins[i][1] if i in origins else None for i in ids]
         try:
-            with tracing.batch_span("parser.actions_handoff", traceparents):
-                await self._stub.ExecuteActions(
-                    request,
-                    timeout=self._deadline,
-                    metadata=call_metadata([origins[i][0] if i in origins else None for i in ids]),
-                )
+            with tracing.batch_span("parser.actions_handoff", [p.traceparent for p in due]):
+                await self._stub.ExecuteActions(request, timeout=self._deadline, metadata=call_metadata(due))
             for packet_id in ids:
                 self._failures.pop(packet_id, None)
         except grpc.aio.AioRpcError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from hookbay_common.correlation import DuePacket
 from hookbay_common.db.models import ActionsState, Packet, PacketStatus, Record, Source
 
 
@@ -145,8 +146,9 @@ def finish_packets(conn: Connection, batch: Sequence[Finished], now: datetime) -
     return mine
 
 
-def claim_actions_due(conn: Connection, now: datetime, lease_until: datetime, limit: int) -> list[uuid.UUID]:
-    """Lease parsed packets whose records the actions service has yet to take (SKIP LOCKED on PostgreSQL)."""
+def claim_actions_due(conn: Connection, now: datetime, lease_until: datetime, limit: int) -> list[DuePacket]:
+    """Lease parsed packets whose records the actions service has yet to take (SKIP LOCKED on PostgreSQL),
+    with the origin each carries along."""
     due = (
         select(Packet.id)
         .where(Packet.actions_state == ActionsState.PENDING, Packet.actions_lease_until <= now)
@@ -158,9 +160,9 @@ def claim_actions_due(conn: Connection, now: datetime, lease_until: datetime, li
         update(Packet)
         .where(Packet.id.in_(due.scalar_subquery()), Packet.actions_state == ActionsState.PENDING)
         .values(actions_lease_until=lease_until)
-        .returning(Packet.id)
+        .returning(Packet.id, Packet.request_id, Packet.traceparent)
     )
-    return [row.id for row in result]
+    return [DuePacket(row.id, row.request_id, row.traceparent) for row in result]
 
 
 def release_actions(conn: Connection, retry_at: dict[uuid.UUID, datetime]) -> None:
@@ -170,17 +172,3 @@ def release_actions(conn: Connection, retry_at: dict[uuid.UUID, datetime]) -> No
             .where(Packet.id == packet_id, Packet.actions_state == ActionsState.PENDING)
             .values(actions_lease_until=when)
         )
-
-
-def packet_origins(
-    conn: Connection, packet_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[str, str | None]]:
-    """The request id and trace context each packet was received with (packets that have one)."""
-    if not packet_ids:
-        return {}
-    rows = conn.execute(
-        select(Packet.id, Packet.request_id, Packet.traceparent).where(
-            Packet.id.in_(packet_ids), Packet.request_id.is_not(None)
-        )
-    )
-    return {row.id: (row.request_id, row.traceparent) for row in rows}

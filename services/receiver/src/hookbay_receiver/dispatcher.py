@@ -22,9 +22,8 @@ from sqlalchemy import Engine
 
 from hookbay.parser.v1 import parser_service_pb2 as parser_pb
 from hookbay.parser.v1 import parser_service_pb2_grpc as parser_grpc
-from hookbay.types.v1 import types_pb2
 from hookbay_common import tracing
-from hookbay_common.correlation import call_metadata
+from hookbay_common.correlation import DuePacket, call_metadata, origins_to_pb
 from hookbay_common.db.models import utcnow
 from hookbay_common.grpc_client import internal_channel
 from hookbay_common.outbox import OutboxPump, backoff
@@ -78,8 +77,8 @@ class Dispatcher:
         if self._channel is not None:
             await self._channel.close()
 
-    async def _claim(self) -> list[repository.DuePacket]:
-        def claim() -> list[repository.DuePacket]:
+    async def _claim(self) -> list[DuePacket]:
+        def claim() -> list[DuePacket]:
             now = utcnow()
             with self._engine.begin() as conn:
                 return repository.claim_due_packets(
@@ -88,24 +87,15 @@ class Dispatcher:
 
         return await asyncio.to_thread(claim)
 
-    async def _deliver(self, due: Sequence[repository.DuePacket]) -> None:
+    async def _deliver(self, due: Sequence[DuePacket]) -> None:
         ids = [packet.id for packet in due]
         retry: list[uuid.UUID] = []
         error = ""
-        request = parser_pb.ParsePacketsRequest(
-            packet_ids=[str(i) for i in ids],
-            origins=[
-                types_pb2.PacketOrigin(
-                    packet_id=str(p.id), request_id=p.request_id, traceparent=p.traceparent or ""
-                )
-                for p in due
-                if p.request_id
-            ],
-        )
+        request = parser_pb.ParsePacketsRequest(packet_ids=[str(i) for i in ids], origins=origins_to_pb(due))
         try:
             with tracing.batch_span("receiver.dispatch", [p.traceparent for p in due]):
                 response = await self._stub.ParsePackets(
-                    request, timeout=self._deadline, metadata=call_metadata([p.request_id for p in due])
+                    request, timeout=self._deadline, metadata=call_metadata(due)
                 )
         except grpc.aio.AioRpcError as exc:
             retry, error = list(ids), f"parser: {exc.code().name}: {exc.details() or ''}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy import Connection, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hookbay_common.correlation import DuePacket
 from hookbay_common.db.engine import dialect_insert
 from hookbay_common.db.models import ActionRun, ActionRunStatus, Packet, PacketStatus, Record, Source, utcnow
 from hookbay_common.errors import AlreadyExists, InvalidArgument, NotFound
@@ -139,13 +139,6 @@ def _insert_plain_pg(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 # ---- packets: the outbox -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DuePacket:
-    id: uuid.UUID
-    request_id: str | None
-    traceparent: str | None
 
 
 def claim_due_packets(
