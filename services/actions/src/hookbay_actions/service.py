@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -70,7 +69,8 @@ class ActionsService:
         self._retry_base = retry_base
         self._retry_max = retry_max
         self._lease = lease
-        self._compiled: dict[tuple[uuid.UUID, str], list[CompiledRule]] = {}
+        # Per source: the rule set last compiled for it, and the compiled rules.
+        self._compiled: dict[uuid.UUID, tuple[list[dict[str, Any]], list[CompiledRule]]] = {}
 
     # -- creating runs ----------------------------------------------------------------------------
 
@@ -113,13 +113,15 @@ class ActionsService:
         return created
 
     def _rules(self, source_id: uuid.UUID, rules: list[dict[str, Any]]) -> list[CompiledRule]:
-        """Compiled rules, cached per source and rule set: compiling costs more than matching."""
-        key = (source_id, json.dumps(rules, sort_keys=True, default=str))
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            if len(self._compiled) >= RULE_CACHE_SIZE:
-                self._compiled.clear()
-            compiled = self._compiled[key] = [CompiledRule(rule) for rule in rules]
+        """Compiled rules, cached per source until its rule set changes: compiling costs more than
+        matching."""
+        cached = self._compiled.get(source_id)
+        if cached is not None and cached[0] == rules:
+            return cached[1]
+        if len(self._compiled) >= RULE_CACHE_SIZE:
+            self._compiled.clear()
+        compiled = [CompiledRule(rule) for rule in rules]
+        self._compiled[source_id] = (rules, compiled)
         return compiled
 
     # -- executing runs ---------------------------------------------------------------------------
