@@ -7,12 +7,42 @@ a thread, so a scrape never waits on the event loop); the receiver serves it on 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client import start_http_server as _start_http_server
 
 from hookbay_common.grpc_server import PortInUse
 
+log = structlog.get_logger("hookbay.metrics")
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+T = TypeVar("T")
+
+
+class ThrottledRead(Generic[T]):
+    """A database read behind a gauge, run at most every ``ttl`` seconds however often scrapes come.
+    Between reads, and while the database is slow or away, the last value stands: a scrape must not
+    fail, nor load the database, because of a gauge."""
+
+    def __init__(self, read: Callable[[], T], ttl: float, what: str) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._what = what
+        self._checked = float("-inf")
+        self.value: T | None = None
+
+    def refresh(self) -> T | None:
+        if time.monotonic() - self._checked >= self._ttl:
+            self._checked = time.monotonic()
+            try:
+                self.value = self._read()
+            except Exception as exc:
+                log.debug("metrics.read_failed", what=self._what, error=type(exc).__name__)
+        return self.value
 
 
 def latency_buckets(fastest: float = 0.0005, slowest: float = 30.0) -> tuple[float, ...]:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
-import structlog
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from hookbay_actions import repository
-from hookbay_common.metrics import latency_buckets
-
-log = structlog.get_logger("hookbay.actions.metrics")
+from hookbay_common.metrics import ThrottledRead, latency_buckets
 
 RUNS = Counter(
     "hookbay_actions_runs",
@@ -42,21 +38,17 @@ class DeadRuns(Collector):
 
     def __init__(self, engine: Engine, ttl: float = 10.0) -> None:
         self._engine = engine
-        self._ttl = ttl
-        self._checked = float("-inf")
-        self._count: int | None = None
+        self._read = ThrottledRead(self._query, ttl, "dead runs")
+
+    def _query(self) -> int:
+        with self._engine.connect() as conn:
+            return repository.count_dead_runs(conn)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        if time.monotonic() - self._checked >= self._ttl:
-            self._checked = time.monotonic()
-            try:
-                with self._engine.connect() as conn:
-                    self._count = repository.count_dead_runs(conn)
-            except Exception as exc:  # a scrape must not fail because the database is slow or away
-                log.debug("actions.dead_runs_query_failed", error=type(exc).__name__)
-        if self._count is not None:
+        count = self._read.refresh()
+        if count is not None:
             yield GaugeMetricFamily(
                 "hookbay_actions_dead_runs",
                 "Action runs that gave up and wait for a retry by hand.",
-                value=self._count,
+                value=count,
             )

@@ -8,21 +8,18 @@ GUIDs (credentials, unbounded); a URL that names no active source counts as ``so
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 
-import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from hookbay_common.db.models import utcnow
-from hookbay_common.metrics import latency_buckets, render, size_buckets
+from hookbay_common.metrics import ThrottledRead, latency_buckets, render, size_buckets
 from hookbay_receiver import repository
-
-log = structlog.get_logger("hookbay.receiver.metrics")
 
 UNKNOWN_SOURCE = "unknown"
 
@@ -50,34 +47,28 @@ class OutboxBacklog(Collector):
 
     def __init__(self, engine: Engine, ttl: float = 5.0, timeout: float = 2.0) -> None:
         self._engine = engine
-        self._ttl = ttl
+        self._read = ThrottledRead(self._query, ttl, "outbox backlog")
         self._timeout = timeout
-        self._checked = float("-inf")
-        self._count: int | None = None
-        self._oldest: datetime | None = None
 
     def _query(self) -> tuple[int, datetime | None]:
         with self._engine.connect() as conn:
             return repository.outbox_backlog(conn)
 
     async def refresh(self) -> None:
-        if time.monotonic() - self._checked < self._ttl:
-            return
-        self._checked = time.monotonic()
-        try:
-            self._count, self._oldest = await asyncio.wait_for(asyncio.to_thread(self._query), self._timeout)
-        except Exception as exc:  # a scrape must not fail because the database is slow or away
-            log.debug("receiver.backlog_query_failed", error=type(exc).__name__)
+        # A slow read finishes in its thread and serves the next scrape; this one sees the last values.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self._read.refresh), self._timeout)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        if self._count is None:
+        if self._read.value is None:
             return
+        count, oldest = self._read.value
         yield GaugeMetricFamily(
             "hookbay_receiver_outbox_backlog",
             "Packets received and not yet parsed (the dispatcher's outbox).",
-            value=self._count,
+            value=count,
         )
-        age = (utcnow() - self._oldest).total_seconds() if self._oldest is not None else 0.0
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         yield GaugeMetricFamily(
             "hookbay_receiver_outbox_oldest_age_seconds",
             "Seconds the oldest packet still waiting for the parser has waited (0 when none waits).",
