@@ -1,4 +1,5 @@
-"""Fixtures shared by the cross-service tests: a migrated database per test on each backend."""
+"""Fixtures shared by the cross-service tests: a migrated database per test on each backend, and a
+loopback SMTP server for the actions service."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import TEST_PG_ENV, Stack, migrate, postgres_database
+from harness import TEST_PG_ENV, SmtpSink, Stack, migrate, postgres_database
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get(TEST_PG_ENV) else [])
 
@@ -43,3 +44,12 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    try:
+        yield sink
+    finally:
+        sink.stop()

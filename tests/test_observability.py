@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from harness import Proc, SmtpSink, Stack, free_port, wait_until
 
 from hookbay.admin.v1 import admin_service_pb2 as admin_pb
@@ -27,15 +25,6 @@ EMAIL = types_pb2.ActionRule(
     body="Thanks.",
 )
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 def start_pipeline(stack: Stack, **env: str) -> tuple[int, int]:
@@ -236,10 +225,20 @@ def test_one_trace_from_the_post_to_the_email(tmp_path: Path, database_url: str,
             20,
             what="the actions service's spans in the POST's trace",
         )
-        assert {"receiver.dispatch", "/hookbay.parser.v1.ParserService/ParsePackets"} <= names_in_trace(
-            "receiver"
+        # The hand-off spans end after the calls they wrap return, so they are exported last.
+        wait_until(
+            lambda: (
+                {"receiver.dispatch", "/hookbay.parser.v1.ParserService/ParsePackets"}
+                <= names_in_trace("receiver")
+            ),
+            20,
+            what="the receiver's dispatch spans in the POST's trace",
         )
-        assert "parser.actions_handoff" in names_in_trace("parser")
+        wait_until(
+            lambda: "parser.actions_handoff" in names_in_trace("parser"),
+            20,
+            what="the parser's hand-off span in the POST's trace",
+        )
     finally:
         stack.close()
 

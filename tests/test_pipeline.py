@@ -47,15 +47,6 @@ CONFIRMATION = types_pb2.ActionRule(
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture
 def pipeline(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[Stack]:
     stack = Stack(tmp_path, database_url, HOOKBAY_SMTP_URL=smtp.url, HOOKBAY_DISPATCH_IDLE_POLL="0.1")
     try:

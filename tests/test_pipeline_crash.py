@@ -10,26 +10,15 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from harness import UNLIMITED, SmtpSink, Stack, wait_until
 from sqlalchemy import text
 
 from hookbay.types.v1 import types_pb2
 
 PACKETS = 500
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 def order(i: int) -> bytes:
