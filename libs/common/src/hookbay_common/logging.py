@@ -8,9 +8,13 @@ packet carries it. Never log bodies, secrets, Authorization/Cookie values or ful
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 import structlog
 
 from hookbay_common.correlation import add_packet_request_id
@@ -36,12 +40,23 @@ def configure_logging(level: str = "info", fmt: str = "auto", service: str | Non
     if service:
         shared.insert(0, _add_service(service))
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_json_text)
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # The receiver logs a line per packet, so the JSON path is the lean one: orjson renders bytes
+    # and they go to stdout's byte buffer, with no encoding step (a third of a line's cost).
+    stdout_bytes = getattr(sys.stdout, "buffer", None) if use_json else None
+    if stdout_bytes is not None:
+        sys.stdout.flush()  # anything already written as text goes first
+        final: structlog.types.Processor = structlog.processors.JSONRenderer(serializer=_json_bytes)
+        factory: structlog.types.WrappedLogger = structlog.BytesLoggerFactory(stdout_bytes)
+    else:
+        final, factory = renderer, structlog.PrintLoggerFactory(file=sys.stdout)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, final],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     # Route the standard library's loggers (uvicorn, grpc, alembic, sqlalchemy) through the same renderer.
@@ -61,6 +76,17 @@ def configure_logging(level: str = "info", fmt: str = "auto", service: str | Non
     for name in ("uvicorn", "uvicorn.error", "alembic"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+def _json_bytes(event: dict[str, Any], default: Callable[[Any], Any] | None = None) -> bytes:
+    try:
+        return orjson.dumps(event, default=default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # what orjson refuses (integers past 64 bits) the stdlib writes
+        return json.dumps(event, default=default).encode()
+
+
+def _json_text(event: dict[str, Any], default: Callable[[Any], Any] | None = None) -> str:
+    return _json_bytes(event, default).decode()
 
 
 def _add_service(service: str) -> structlog.types.Processor:

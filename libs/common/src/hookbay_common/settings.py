@@ -81,9 +81,6 @@ class ReceiverSettings(CommonSettings):
     max_header_bytes: int = Field(
         default=64 * 1024, description="Largest request line plus headers, in bytes (431 beyond)."
     )
-    commit_interval_ms: float = Field(
-        default=2.0, description="Longest a packet waits for others to share its group commit."
-    )
     commit_max_batch: int = Field(default=256, description="Most packets committed in one transaction.")
     commit_concurrency: int = Field(
         default=4, description="Group commits in flight at once on PostgreSQL (SQLite always uses one)."

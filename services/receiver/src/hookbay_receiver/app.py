@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from hookbay_common.db.engine import is_sqlite, make_engine, make_sessionmaker
+from hookbay_common.db.engine import is_sqlite, make_engine, make_sessionmaker, pg_connect_args, pg_conninfo
 from hookbay_common.db.migrate import is_current
 from hookbay_common.grpc_server import GrpcServer, PortInUse, stop_event
 from hookbay_common.rawstore import raw_store_from
@@ -34,7 +34,7 @@ from hookbay_receiver.metrics import OutboxBacklog, ReceiverMetrics
 from hookbay_receiver.packets import PacketService
 from hookbay_receiver.protocol import guarded_protocol
 from hookbay_receiver.sources import SourceCache, SourceService
-from hookbay_receiver.writer import GroupCommitWriter
+from hookbay_receiver.writer import Committer, GroupCommitWriter, PgCommitter, ThreadCommitter
 
 log = structlog.get_logger("hookbay.receiver")
 
@@ -96,6 +96,16 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
+def committer_for(settings: ReceiverSettings, engine: Engine) -> Committer:
+    if is_sqlite(settings.database_url):
+        return ThreadCommitter(engine)
+    return PgCommitter(
+        pg_conninfo(settings.database_url),
+        pg_connect_args(settings.db_connect_timeout),
+        concurrency=settings.commit_concurrency,
+    )
+
+
 async def ready(engine: Engine) -> bool:
     def ping() -> None:
         with engine.connect() as conn:
@@ -135,16 +145,13 @@ async def run(settings: ReceiverSettings) -> None:
         retry_max=settings.retry_max,
     )
     writer = GroupCommitWriter(
-        engine,
-        interval=settings.commit_interval_ms / 1000,
+        committer_for(settings, engine),
         max_batch=settings.commit_max_batch,
-        concurrency=1 if is_sqlite(settings.database_url) else settings.commit_concurrency,
+        timeout=settings.ack_timeout,
         on_commit=dispatcher.wake if settings.dispatch_enabled else None,
     )
     cache = SourceCache(factory, ttl=settings.source_cache_ttl)
-    intake = IntakeService(
-        cache, writer, default_max_body=settings.max_body, ack_timeout=settings.ack_timeout
-    )
+    intake = IntakeService(cache, writer, default_max_body=settings.max_body)
     sources = SourceService(factory, cache)
     grpc_server = GrpcServer(
         settings.admin_host,
@@ -159,7 +166,6 @@ async def run(settings: ReceiverSettings) -> None:
         intake,
         ready=lambda: ready(engine),
         draining=lambda: shutdown.started,
-        body_timeout=settings.body_timeout,
         public_url=settings.public_url,
         metrics=ReceiverMetrics(_backlog_gauges(engine)),
         serve_metrics=settings.http_metrics,
@@ -178,7 +184,10 @@ async def run(settings: ReceiverSettings) -> None:
             timeout_graceful_shutdown=settings.shutdown_grace,
             backlog=2048,
             http=guarded_protocol(
-                settings.header_timeout, settings.max_header_bytes, draining=lambda: shutdown.started
+                settings.header_timeout,
+                settings.max_header_bytes,
+                settings.body_timeout,
+                draining=lambda: shutdown.started,
             ),
         )
     )
@@ -187,7 +196,6 @@ async def run(settings: ReceiverSettings) -> None:
     # (until their connect timeout) do not starve the rest.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="db"))
     stopping = stop_event()
-    writer.start()
     await grpc_server.start()
     if settings.dispatch_enabled:
         dispatcher.start()

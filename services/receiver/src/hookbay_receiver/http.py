@@ -7,7 +7,6 @@ rest (handshake GETs and OPTIONS, 405s, health) goes through FastAPI, where spee
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -63,6 +62,10 @@ def error_response(status: int, code: str, message: str, retry_after: int | None
     return _response(error_reply(status, code, message, retry_after))
 
 
+class ClientGone(Exception):
+    """The client hung up (or was cut off for being too slow) before its body arrived: no answer."""
+
+
 class Receiver:
     """The ASGI application: the data route and /metrics here, everything else in FastAPI."""
 
@@ -71,14 +74,12 @@ class Receiver:
         intake: IntakeService,
         fallback: ASGIApp,
         *,
-        body_timeout: float,
         public_url: str | None,
         metrics: ReceiverMetrics,
         serve_metrics: bool = True,
     ) -> None:
         self._intake = intake
         self._fallback = fallback
-        self._body_timeout = body_timeout
         self._public_url = public_url.rstrip("/") if public_url else None
         self._metrics = metrics
         self._serve_metrics = serve_metrics
@@ -110,17 +111,21 @@ class Receiver:
                     reply, source, size = await self._post(
                         guid, scope, receive, request_id, tracing.current_traceparent()
                     )
-                    span.set_attribute("http.response.status_code", reply.status)
+                    if reply is not None:
+                        span.set_attribute("http.response.status_code", reply.status)
                     span.set_attribute("hookbay.source", source)
             else:
                 reply, source, size = await self._post(guid, scope, receive, request_id, None)
+        if reply is None:
+            return  # nobody to answer; uvicorn knows the connection is gone and logs nothing
         await _send(send, reply, request_id)
         self._metrics.observe(source, reply.status, time.perf_counter() - started, size)
 
     async def _post(
         self, guid: str, scope: dict[str, Any], receive: Any, request_id: str, traceparent: str | None
-    ) -> tuple[Reply, str, int | None]:
-        """The answer, the source's name for metrics (``unknown`` until resolved) and the body's size."""
+    ) -> tuple[Reply | None, str, int | None]:
+        """The answer (None: the client is gone), the source's name for metrics (``unknown`` until
+        resolved) and the body's size."""
         intake = self._intake
         source_name = UNKNOWN_SOURCE
         size = None
@@ -141,12 +146,8 @@ class Receiver:
             intake.admit(source, content_type)
             if declared is not None and declared.isdigit():
                 intake.check_size(source, int(declared))
-            try:
-                async with asyncio.timeout(self._body_timeout):
-                    body = await _read_limited(receive, intake.limit_for(source))
-            except TimeoutError:
-                reply = error_reply(408, "request_timeout", "the body was not sent in time", close=True)
-                return reply, source_name, size
+            # No deadline here: the protocol gives the client body_timeout to finish sending it.
+            body = await _read_limited(receive, intake.limit_for(source))
             size = len(body)
             query = scope.get("query_string", b"").decode("latin-1")
             incoming = Incoming(
@@ -163,6 +164,8 @@ class Receiver:
             return await intake.receive(source, incoming), source_name, size
         except HookbayError as exc:
             return domain_error(exc), source_name, size
+        except ClientGone:
+            return None, source_name, size
 
     def _url(self, scope: dict[str, Any], headers: list[tuple[str, str]], query: str) -> str:
         """The URL the sender addressed, as signature schemes that sign it (Twilio, HubSpot) saw it."""
@@ -191,7 +194,7 @@ async def _read_limited(receive: Any, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError  # the client went away; nothing to answer
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -231,7 +234,6 @@ def create_app(
     *,
     ready: Callable[[], Awaitable[bool]],
     draining: Callable[[], bool] = lambda: False,
-    body_timeout: float = 10.0,
     public_url: str | None = None,
     metrics: ReceiverMetrics | None = None,
     serve_metrics: bool = True,
@@ -284,7 +286,6 @@ def create_app(
     return Receiver(
         intake,
         app,
-        body_timeout=body_timeout,
         public_url=public_url,
         metrics=metrics or ReceiverMetrics(),
         serve_metrics=serve_metrics,

@@ -9,11 +9,11 @@ sender expects (Salesforce's SOAP ack, a configured response, or our JSON).
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 import structlog
 
 from hookbay_common.db.models import PacketStatus, utcnow
@@ -71,13 +71,10 @@ class Accepted:
 
 
 class IntakeService:
-    def __init__(
-        self, cache: SourceCache, writer: GroupCommitWriter, *, default_max_body: int, ack_timeout: float
-    ) -> None:
+    def __init__(self, cache: SourceCache, writer: GroupCommitWriter, *, default_max_body: int) -> None:
         self._cache = cache
         self._writer = writer
         self._default_max_body = default_max_body
-        self._ack_timeout = ack_timeout
         self._source_limits = Limiter()
         self._unknown_limits = Limiter()
 
@@ -223,7 +220,7 @@ class IntakeService:
             "status": status.value,
             "method": incoming.method,
             "query_string": incoming.query_string,
-            "headers": [list(pair) for pair in incoming.headers],
+            "headers": incoming.headers,  # (name, value) pairs: JSON arrays in the column
             "content_type": incoming.content_type,
             "client_addr": incoming.client_addr,
             "size": len(incoming.body),
@@ -242,7 +239,7 @@ class IntakeService:
             "request_id": incoming.request_id,
             "traceparent": incoming.traceparent,
         }
-        stored_id = await self._writer.write(row, self._ack_timeout)
+        stored_id = await self._writer.write(row)
         duplicate = stored_id != packet_id
         log.info(
             "receiver.packet_duplicate" if duplicate else "receiver.packet_accepted",
@@ -263,4 +260,4 @@ def _json_reply(accepted: Accepted) -> Reply:
     }
     if accepted.duplicate:
         body["duplicate"] = True
-    return Reply(200, "application/json", json.dumps(body, separators=(",", ":")).encode())
+    return Reply(200, "application/json", orjson.dumps(body))

@@ -1,10 +1,11 @@
-"""uvicorn's HTTP protocol with the two guards it lacks: a deadline for the request line and
-headers, and a cap on their size.
+"""uvicorn's HTTP protocol with the guards it lacks: deadlines for the request line and headers and
+for the body, and a cap on the headers' size.
 
 uvicorn arms no timer until a first response has gone out, and every byte received cancels its
 keep-alive timer, so a client that opens a connection and trickles header bytes (slowloris) would
-hold it forever. Here a timer starts with the connection and with each new request, and only a
-complete set of headers stops it. The body has its own deadline in the route.
+hold it forever. Here the client has ``header_timeout`` from the connection or the first byte of a
+request to complete its headers, then ``body_timeout`` to complete its body; otherwise it gets 408
+and the connection is closed.
 
 Once the process is draining, every response also closes its connection, so keep-alive clients
 reconnect to a replica that is staying rather than keep using this one until it goes away.
@@ -19,25 +20,35 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 def guarded_protocol(
-    header_timeout: float, max_header_bytes: int, draining: Callable[[], bool] = lambda: False
+    header_timeout: float,
+    max_header_bytes: int,
+    body_timeout: float,
+    draining: Callable[[], bool] = lambda: False,
 ) -> type[HttpToolsProtocol]:
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+        # One timer per connection, moved lazily: a request only sets a deadline (a float), and the
+        # timer, when it fires, either finds the client late or re-arms itself for the deadline now
+        # due. A timer handle per request would cost more than the rest of this class together.
+        _timer: asyncio.TimerHandle | None = None
+        _deadline = 0.0
+        _owed: str | None = None  # "headers" or "body" while the client owes us those
         _header_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm()
+            self._expect("headers", header_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            self._owed = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._header_bytes = 0
-            if self._header_timer is None:
-                self._arm()
+            self._expect("headers", header_timeout)
 
         def on_url(self, url: bytes) -> None:
             if self._count(len(url)):
@@ -48,10 +59,14 @@ def guarded_protocol(
                 super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
-            self._disarm()
+            self._expect("body", body_timeout)
             super().on_headers_complete()
             if draining() and self.cycle is not None:
                 self.cycle.keep_alive = False
+
+        def on_message_complete(self) -> None:
+            self._owed = None
+            super().on_message_complete()
 
         def _count(self, size: int) -> bool:
             self._header_bytes += size
@@ -62,19 +77,25 @@ def guarded_protocol(
             )
             return False
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
+        def _expect(self, what: str, timeout: float) -> None:
+            self._owed = what
+            self._deadline = self.loop.time() + timeout
+            if self._timer is None or self._timer.when() > self._deadline:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self.loop.call_at(self._deadline, self._check)
 
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self._refuse(b"408 Request Timeout", "request_timeout", "headers not received in time")
+        def _check(self) -> None:
+            self._timer = None
+            if self._owed is None or self.transport.is_closing():
+                return
+            if self.loop.time() < self._deadline:
+                self._timer = self.loop.call_at(self._deadline, self._check)
+                return
+            if self.cycle is not None and self.cycle.response_started:
+                self.transport.close()  # answered already (a 404, a 413) and the body never came
+                return
+            self._refuse(b"408 Request Timeout", "request_timeout", f"{self._owed} not received in time")
 
         def _refuse(self, status: bytes, code: str, message: str) -> None:
             if self.transport.is_closing():

@@ -53,7 +53,20 @@ def make_engine(url: str, *, connect_timeout: float = 1.5, pool_size: int = 5, *
 
         return engine
 
-    connect_args = {
+    return create_engine(
+        url,
+        connect_args=pg_connect_args(connect_timeout),
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=connect_timeout,
+        **kwargs,
+    )
+
+
+def pg_connect_args(connect_timeout: float) -> dict[str, Any]:
+    """The libpq parameters of every Hookbay connection to PostgreSQL, pooled or not."""
+    return {
         # libpq rounds timeouts under 2 s up to 2 s; the receiver bounds its own answer separately.
         "connect_timeout": max(1, round(connect_timeout)),
         # A stalled server must not hang a writer forever: give up on unacknowledged data and dead peers.
@@ -65,15 +78,11 @@ def make_engine(url: str, *, connect_timeout: float = 1.5, pool_size: int = 5, *
         # Acknowledge only what is durable, whatever the server's default says.
         "options": "-c synchronous_commit=on",
     }
-    return create_engine(
-        url,
-        connect_args=connect_args,
-        pool_pre_ping=True,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_timeout=connect_timeout,
-        **kwargs,
-    )
+
+
+def pg_conninfo(url: str) -> str:
+    """A database URL as psycopg connects to it directly (no SQLAlchemy dialect in the scheme)."""
+    return make_url(normalize_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def dialect_insert(conn: Connection, table: Any) -> Any:
