@@ -5,8 +5,16 @@ what PostgreSQL has committed (group commit, synchronous_commit=on), so its figu
 receipts per second". The baseline (bench/baseline_app.py) runs the same uvicorn settings and only
 reads the body, so receiver/baseline is the share of the HTTP stack's throughput Hookbay keeps.
 
-Runs are interleaved (baseline, receiver, baseline, receiver, ...) so that drift on a shared machine
-hits both; each receiver round gets a fresh database, receiver and parser, so rounds are alike.
+Three kinds of run:
+- ``baseline``: the bare FastAPI endpoint;
+- ``receiver``: the receiver as an intake replica (HOOKBAY_DISPATCH_ENABLED=false, no parser): the
+  durable-acknowledgement path the targets are about;
+- ``pipeline``: the receiver as shipped with its dispatcher on and the parser parsing beside it,
+  all on the same cores as wrk and PostgreSQL. Printed for information: its figure is mostly how much
+  CPU the parse pipeline leaves over on this machine (bench/pipeline.py measures the pipeline).
+
+Runs are interleaved (baseline, receiver, pipeline, baseline, ...) so that drift on a shared machine
+hits all; each receiver round gets a fresh database and processes, so rounds are alike.
 
     uv run python bench/receiver.py [--duration 15] [--connections 64] [--rounds 2] [--check]
 
@@ -17,6 +25,7 @@ A non-2xx answer, a socket error or fewer stored packets than 2xx answers makes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import shutil
@@ -40,9 +49,12 @@ BODY_FILE = h.BENCH_DIR / "order.json"
 LUA_SCRIPT = h.BENCH_DIR / "post_json.lua"
 
 
+KINDS = ("baseline", "receiver", "pipeline")
+
+
 @dataclass
 class Run:
-    kind: str  # "baseline" or "receiver"
+    kind: str  # one of KINDS
     round: int
     wrk: h.WrkResult
     cpu: dict[str, float] = field(default_factory=dict)  # cores busy during the measured run
@@ -65,12 +77,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each run")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (keep-alive)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--rounds", type=int, default=2, help="baseline+receiver pairs, interleaved")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the kinds of run, interleaved")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--pg", default=DEFAULT_SERVER_DSN, help="PostgreSQL server to create scratch DBs on")
-    parser.add_argument(
-        "--only", choices=("baseline", "receiver"), help="run one side only (diagnostics; no ratio)"
-    )
+    parser.add_argument("--only", choices=KINDS, help="run one kind only (diagnostics; no ratio)")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the informational pipeline runs")
     parser.add_argument(
         "--receiver-env",
         action="append",
@@ -118,6 +129,8 @@ def command_line(args: argparse.Namespace) -> str:
     ]
     if args.only:
         parts.append(f"--only {args.only}")
+    if args.no_pipeline:
+        parts.append("--no-pipeline")
     parts += [f"--receiver-env {shlex.quote(e)}" for e in args.receiver_env]
     parts += [f"--receiver-patch {p}" for p in args.receiver_patch]
     if args.profile:
@@ -228,10 +241,11 @@ class Bench:
         run.exit_code = server.popen.returncode
         return run
 
-    def receiver(self, round_: int) -> Run:
+    def receiver(self, round_: int, *, pipeline: bool = False) -> Run:
         from hookbay_common.db.migrate import upgrade
 
-        label = f"receiver-r{round_}"
+        kind = "pipeline" if pipeline else "receiver"
+        label = f"{kind}-r{round_}"
         with h.scratch_database(self.args.pg) as database:
             dsn = h.with_database(self.args.pg, database)
             db_url = "postgresql+psycopg://" + dsn.split("://", 1)[1]
@@ -252,7 +266,9 @@ class Bench:
                 "HOOKBAY_ACTIONS_ADDR": f"127.0.0.1:{h.free_port()}",
                 "HOOKBAY_LOG_FORMAT": "json",
             }
-            receiver_env = {**env, **dict(e.split("=", 1) for e in self.args.receiver_env)}
+            # An intake replica: the packets wait in the outbox for replicas that dispatch.
+            intake = {} if pipeline else {"HOOKBAY_DISPATCH_ENABLED": "false"}
+            receiver_env = {**env, **intake, **dict(e.split("=", 1) for e in self.args.receiver_env)}
             parser_argv = [sys.executable, "-m", "hookbay_parser"]
             receiver_argv = [sys.executable, "-m", "hookbay_receiver"]
             if self.args.receiver_patch:
@@ -261,15 +277,22 @@ class Bench:
             log_path = self.workdir / f"{label}.log"
             # Nested so that the receiver stops first (committing what it acknowledged), then the
             # parser, and the database is dropped last.
-            with h.running(
-                "parser", parser_argv, log_path=self.workdir / f"{label}-parser.log", env=env
-            ) as parser:
-                h.wait_tcp("127.0.0.1", parser_port, parser)
+            with contextlib.ExitStack() as stack:
+                others = {"postgres": h.CpuMeter(comm="postgres")}
+                also_profile: dict[str, h.Service] = {}
+                if pipeline:
+                    parser = stack.enter_context(
+                        h.running(
+                            "parser", parser_argv, log_path=self.workdir / f"{label}-parser.log", env=env
+                        )
+                    )
+                    h.wait_tcp("127.0.0.1", parser_port, parser)
+                    others["parser"] = h.CpuMeter([parser.pid])
+                    also_profile["parser"] = parser
                 with h.running("receiver", receiver_argv, log_path=log_path, env=receiver_env) as receiver:
                     h.wait_http_ok(f"http://127.0.0.1:{http_port}/readyz", receiver)
                     warm_url, _ = create_source(admin_port, f"bench-warmup-{round_}")
                     url, source_id = create_source(admin_port, f"bench-measured-{round_}")
-                    others = {"parser": h.CpuMeter([parser.pid]), "postgres": h.CpuMeter(comm="postgres")}
                     commits_before: list[int] = []
                     # Warm up on another source, so the count below covers exactly the measured run.
                     run = self.measure(
@@ -277,7 +300,7 @@ class Bench:
                         receiver,
                         label,
                         others=others,
-                        also_profile={"parser": parser},
+                        also_profile=also_profile,
                         warmup_url=warm_url,
                         on_start=lambda: commits_before.append(committed_transactions(dsn)),
                     )
@@ -396,7 +419,7 @@ def print_report(args: argparse.Namespace, runs: list[Run]) -> bool:
             f"{run.wrk.ok:>10}{run.wrk.failures:>9}{per_request:>16.3f}  {cpu}"
         )
     medians: dict[str, tuple[float, float, float]] = {}
-    for kind in ("baseline", "receiver"):
+    for kind in KINDS:
         mine = [r for r in runs if r.kind == kind]
         if mine:
             medians[kind] = (
@@ -407,13 +430,14 @@ def print_report(args: argparse.Namespace, runs: list[Run]) -> bool:
             rps, p50, p99 = medians[kind]
             print(f"{kind + ' median':<14}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}")
 
-    receiver_runs = [r for r in runs if r.kind == "receiver"]
+    receiver_runs = [r for r in runs if r.kind != "baseline"]
     if receiver_runs:
         print("\ndurable acknowledgement check (measured source only):")
         for run in receiver_runs:
             verdict = "ok" if run.stored is not None and run.stored >= run.wrk.ok else "MISMATCH"
             print(
-                f"  round {run.round}: 2xx answered by wrk = {run.wrk.ok}, packets stored = {run.stored}  {verdict}"
+                f"  {run.kind} r{run.round}: 2xx answered by wrk = {run.wrk.ok}, packets stored = {run.stored}"
+                f"  {verdict}"
                 f"  (by status: {', '.join(f'{k} {v}' for k, v in sorted(run.statuses.items()))})"
             )
         for run in receiver_runs:
@@ -424,12 +448,12 @@ def print_report(args: argparse.Namespace, runs: list[Run]) -> bool:
                 else "n/a"
             )
             print(
-                f"  round {run.round} postgres: {(run.db_commits or 0) / run.wrk.seconds:.0f} commits/s "
+                f"  {run.kind} r{run.round} postgres: {(run.db_commits or 0) / run.wrk.seconds:.0f} commits/s "
                 f"in the scratch database; {batch}"
             )
         for run in receiver_runs:
             top = ", ".join(f"{event} {n}" for event, n in run.log_events.most_common(4))
-            print(f"  round {run.round} receiver log: {run.log_lines} lines ({top})")
+            print(f"  {run.kind} r{run.round} receiver log: {run.log_lines} lines ({top})")
 
     problems = [f"{r.kind} r{r.round}: {p}" for r in runs for p in r.problems]
     passed = True
@@ -444,6 +468,11 @@ def print_report(args: argparse.Namespace, runs: list[Run]) -> bool:
             f"receiver p99: {medians['receiver'][2]:.2f} ms  (target <= {TARGET_P99_MS:g} ms)  {_pf(ok_p99)}"
         )
         print(f"overall: {_pf(passed)}")
+    if "baseline" in medians and "pipeline" in medians:
+        print(
+            f"for information, pipeline/baseline req/s: {medians['pipeline'][0] / medians['baseline'][0]:.2f}"
+            f" (p99 {medians['pipeline'][2]:.2f} ms): the receiver as shipped, sharing the cores with the parser"
+        )
     if problems:
         print("\nINVALID run:")
         for problem in problems:
@@ -485,13 +514,17 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hookbay-bench-"))
     bench = Bench(args, workdir)
     runs: list[Run] = []
-    sides = [args.only] if args.only else ["baseline", "receiver"]
+    sides = [args.only] if args.only else [k for k in KINDS if not (args.no_pipeline and k == "pipeline")]
     try:
         with h.interrupts_as_exceptions():
             for round_ in range(1, args.rounds + 1):
                 for side in sides:
                     print(f"... {side} round {round_}/{args.rounds}", flush=True)
-                    run = bench.baseline(round_) if side == "baseline" else bench.receiver(round_)
+                    run = (
+                        bench.baseline(round_)
+                        if side == "baseline"
+                        else bench.receiver(round_, pipeline=side == "pipeline")
+                    )
                     print(
                         f"    {run.wrk.rps:.0f} req/s, p50 {run.wrk.p50:.2f} ms, p99 {run.wrk.p99:.2f} ms",
                         flush=True,
