@@ -45,7 +45,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", service: str | Non
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     # The receiver logs a line per packet, so the JSON path is the lean one: orjson renders bytes
-    # and they go to stdout's byte buffer, with no encoding step (a third of a line's cost).
+    # and they go to stdout's byte buffer, with no encoding step (about a quarter of a line's cost).
     stdout_bytes = getattr(sys.stdout, "buffer", None) if use_json else None
     if stdout_bytes is not None:
         sys.stdout.flush()  # anything already written as text goes first
