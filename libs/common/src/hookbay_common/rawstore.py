@@ -6,9 +6,11 @@ writes the same bytes, so an archiver that crashed after the upload can simply u
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
@@ -34,13 +36,18 @@ class RawStore(Protocol):
 class FileRawStore:
     """Files under a directory, written atomically (temp file, fsync, rename, fsync the directory)."""
 
+    # Files written, then fsynced together, per round: bounds the descriptors held open at once.
+    CHUNK = 64
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.url = f"file://{self.root}"
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
+        # Lexical, like a web server's safe join: resolving would cost a system call per component
+        # for every object, and the keys are ours (``<source>/<yyyy>/<mm>/<dd>/<packet>``).
+        path = Path(os.path.normpath(self.root / key))
+        if path == self.root or not path.is_relative_to(self.root):
             raise ValueError(f"key escapes the store: {key!r}")
         return path
 
@@ -48,24 +55,14 @@ class FileRawStore:
         self.put_many([(key, data)])
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        # Each file is fsynced before its rename, so a crash never leaves a torn file under a key;
-        # each directory is fsynced once after all its renames rather than once per file, which
-        # halves the journal commits of an archiver round (they share the disk with the database).
+        # Each file is fsynced before its rename, so a crash never leaves a torn file under a key,
+        # and each directory once after all its renames. The fsyncs of a chunk run concurrently:
+        # the filesystem then shares journal commits between them, where one after another each
+        # pays its own (ext4 here: 64 files in 6-9 ms instead of 32-59 ms, a third of the CPU).
+        paths = [(self._path(key), data) for key, data in items]  # refuse a bad key before writing
         directories: set[Path] = set()
-        for key, data in items:
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            directories.add(path.parent)
+        for start in range(0, len(paths), self.CHUNK):
+            self._put_chunk(paths[start : start + self.CHUNK], directories)
         for directory in directories:
             dir_fd = os.open(directory, os.O_RDONLY)
             try:
@@ -73,11 +70,40 @@ class FileRawStore:
             finally:
                 os.close(dir_fd)
 
+    def _put_chunk(self, items: Sequence[tuple[Path, bytes]], directories: set[Path]) -> None:
+        written: list[tuple[int, str, Path]] = []
+        try:
+            for path, data in items:
+                if path.parent not in directories:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    directories.add(path.parent)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                written.append((fd, tmp, path))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            list(_fsync_pool().map(os.fsync, [fd for fd, _, _ in written]))
+            for _, tmp, path in written:
+                os.replace(tmp, path)
+        except BaseException:
+            for _, tmp, _ in written:
+                Path(tmp).unlink(missing_ok=True)  # those already renamed are gone: no-op
+            raise
+        finally:
+            for fd, _, _ in written:
+                os.close(fd)
+
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+
+@functools.cache
+def _fsync_pool() -> ThreadPoolExecutor:
+    """Threads that only wait in fsync (which releases the GIL), shared by every file store."""
+    return ThreadPoolExecutor(16, thread_name_prefix="raw-fsync")
 
 
 class S3RawStore:
