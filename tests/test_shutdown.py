@@ -88,9 +88,24 @@ def test_parser_sigterm_reports_not_serving_finishes_the_call_in_flight_and_exit
     wait_until(lambda: watch.first(SERVING), what="SERVING on the Watch stream")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     parser = parser_grpc.ParserServiceStub(channel)
-    # A preview of ~150k records takes seconds of CPU in the parser: a call surely in flight.
+
+    # The call in flight must outlast SIGTERM + the delay by a margin on any machine: time a preview
+    # (after a warm-up one) here, then size the slow one to take about 5 s; a fixed size of 150k
+    # records sometimes finished within 1.5 s, before the delay was over.
+    def preview_seconds(records: int) -> float:
+        body = big_json(records)
+        began = time.monotonic()
+        parser.PreviewParse(
+            parser_pb.PreviewParseRequest(format="json", content_type="application/json", body=body),
+            timeout=30,
+        )
+        return time.monotonic() - began
+
+    preview_seconds(1_000)
+    sample = 50_000
+    records = min(800_000, max(300_000, int(5.0 * sample / preview_seconds(sample))))
     slow = parser_pb.PreviewParseRequest(
-        format="json", content_type="application/json", body=big_json(150_000)
+        format="json", content_type="application/json", body=big_json(records)
     )
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -115,7 +130,7 @@ def test_parser_sigterm_reports_not_serving_finishes_the_call_in_flight_and_exit
             reply = in_flight.result(timeout=60)
             finished = time.monotonic()
         assert not reply.error
-        assert len(reply.records) == 1000  # previews are capped; the parse itself covered all 150k
+        assert len(reply.records) == 1000  # previews are capped; the parse itself covered them all
         assert finished - stopped_at > delay, "the call ended before the server stopped accepting"
         code = proc.popen.wait(GRACE + 5)
         exited = time.monotonic()
