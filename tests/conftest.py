@@ -8,32 +8,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import TEST_PG_ENV, SmtpSink, Stack, migrate, postgres_database
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get(TEST_PG_ENV) else [])
+from harness import BACKENDS, TEST_PG_ENV, SmtpSink, Stack, migrated_database
 
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated database: SQLite always, PostgreSQL too when HOOKBAY_TEST_DATABASE_URL is set."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/hookbay.db"
-        migrate(url)
+    with migrated_database(request.param, tmp_path) as url:
         yield url
-    else:
-        with postgres_database(os.environ[TEST_PG_ENV]) as url:
-            migrate(url)
-            yield url
 
 
 @pytest.fixture
 def pg_url(tmp_path: Path) -> Iterator[str]:
     """A migrated PostgreSQL database, for the tests only PostgreSQL can answer (several replicas)."""
-    base = os.environ.get(TEST_PG_ENV)
-    if not base:
+    if not os.environ.get(TEST_PG_ENV):
         pytest.skip(f"set {TEST_PG_ENV} to run PostgreSQL-only tests")
-    with postgres_database(base) as url:
-        migrate(url)
+    with migrated_database("postgresql", tmp_path) as url:
         yield url
 
 

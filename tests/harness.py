@@ -66,6 +66,24 @@ def postgres_database(base_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+# SQLite always; PostgreSQL too when HOOKBAY_TEST_DATABASE_URL is set (CI sets it).
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get(TEST_PG_ENV) else [])
+
+
+@contextlib.contextmanager
+def migrated_database(backend: str, directory: Path) -> Iterator[str]:
+    """An empty, migrated database on ``backend`` (one of :data:`BACKENDS`): a SQLite file in
+    ``directory``, or a fresh PostgreSQL database on the server of ``HOOKBAY_TEST_DATABASE_URL``."""
+    if backend == "sqlite":
+        url = f"sqlite:///{directory}/hookbay.db"
+        migrate(url)
+        yield url
+    else:
+        with postgres_database(os.environ[TEST_PG_ENV]) as url:
+            migrate(url)
+            yield url
+
+
 class Proc:
     """A service process with its output in a log file."""
 

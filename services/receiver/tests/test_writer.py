@@ -4,22 +4,18 @@ commit acknowledges nobody. On SQLite (a thread) and on PostgreSQL (async connec
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import TEST_PG_ENV, FaultProxy, postgres_database
+from harness import BACKENDS, FaultProxy, migrated_database
 from sqlalchemy import Engine, text
 
 from hookbay_common.db.engine import is_sqlite, make_engine, pg_connect_args, pg_conninfo
-from hookbay_common.db.migrate import upgrade
 from hookbay_common.db.models import utcnow
 from hookbay_common.errors import Unavailable
 from hookbay_receiver.writer import Committer, GroupCommitWriter, PgCommitter, ThreadCommitter
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get(TEST_PG_ENV) else [])
 
 
 def _row(source_id: uuid.UUID, n: int, dedup_key: str | None = None) -> dict:
@@ -53,14 +49,8 @@ def _row(source_id: uuid.UUID, n: int, dedup_key: str | None = None) -> dict:
 
 @pytest.fixture(params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/w.db"
-        upgrade(url)
+    with migrated_database(request.param, tmp_path) as url:
         yield url
-    else:
-        with postgres_database(os.environ[TEST_PG_ENV]) as url:
-            upgrade(url)
-            yield url
 
 
 @pytest.fixture
